@@ -1,0 +1,16 @@
+"""coat-backbone: the CoaT backbone (Co-Scale Conv-Attentional Image Transformers, ICCV 2021)
+for MMDetection 3.x and MMSegmentation 1.x.
+
+Importing the package registers `CoaT` and `CoaTClassifier` in mmengine's root `MODELS` registry,
+so `type='CoaT'` builds from mmdet, mmseg and plain mmengine configs alike. It needs neither
+mmdet/mmseg nor mmcv's compiled ops.
+"""
+from .requirements import check_requirements
+
+check_requirements()
+
+from .checkpoint import CheckpointError, load_coat_checkpoint  # noqa: E402
+from .coat import ARCH_SETTINGS, CoaT, CoaTClassifier  # noqa: E402
+
+__version__ = '0.1.0'
+__all__ = ['ARCH_SETTINGS', 'CheckpointError', 'CoaT', 'CoaTClassifier', 'load_coat_checkpoint']

@@ -1,0 +1,196 @@
+"""Reading CoaT checkpoints in every format they come in, and loading them strictly.
+
+Accepted files:
+- official classification checkpoints: `{'model': state_dict, ...}` (training files also hold
+  optimizer, lr_scheduler, epoch, model_ema and an argparse `args`);
+- timm weights: a bare state dict with the official key names;
+- mmengine / mmdet / mmseg files: `{'state_dict': ..., 'meta': ...}`, backbone keys prefixed with
+  `backbone.` (the rest of the detector is dropped), including official mmdet 2.x CoaT detectors;
+- any of these with DataParallel's `module.` prefix.
+
+Files are read with `torch.load(weights_only=True)`, so loading a checkpoint never runs code;
+metadata objects (optimizer args, log buffers) are replaced by inert placeholders.
+Loading is all or nothing: another variant's weights, missing keys or foreign keys raise
+`CheckpointError` naming them, and a file that cannot be read names its path.
+"""
+import pickle
+from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.fileio import get_local_path
+from mmengine.logging import print_log
+
+StateDict = Dict[str, torch.Tensor]
+
+_WRAPPER_PREFIXES = ('module.',)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+class _InertMeta(type):
+    def __setstate__(cls, state: object) -> None:
+        """Pickle's BUILD on a placeholder: the state is dropped."""
+
+
+class _Inert(metaclass=_InertMeta):
+    """Stands in for every non-tensor object in a checkpoint's metadata (an argparse Namespace,
+    mmengine's HistoryBuffer, numpy arrays, ...). Creating or calling it returns the class itself
+    and runs no code, so such files load under weights_only=True, with the weights intact."""
+
+    def __new__(cls, *args: object, **kwargs: object) -> type:
+        return cls
+
+
+def _inert_globals(path: str) -> list:
+    """Allowlist entries mapping the file's non-weight globals to `_Inert`."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError):
+        return []  # not a zip checkpoint: torch.load below reports what is wrong with it
+    return [(_Inert, name) for name in names] + [
+        (_InertMeta, f'{_InertMeta.__module__}.{_InertMeta.__qualname__}')]
+
+
+def read_checkpoint(path: str) -> dict:
+    """Load a checkpoint with `weights_only=True`; metadata objects come back as inert
+    placeholders, tensors and plain containers as they are."""
+    try:
+        with get_local_path(path) as local_path, torch.serialization.safe_globals(
+                _inert_globals(local_path)):
+            return torch.load(local_path, map_location='cpu', weights_only=True)
+    except FileNotFoundError as error:
+        raise CheckpointError(f'Checkpoint not found: {path}. Check the path (official weights go '
+                              f'under checkpoints/, see the README).') from error
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+        raise CheckpointError(f'Checkpoint {path} is corrupt or truncated ({error}); '
+                              f'download or copy it again.') from error
+
+
+def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None) -> Tuple[StateDict, str]:
+    """Unwrap any accepted format into the model's key names.
+
+    Returns the state dict and a short description of what was unwrapped, for the log.
+    `prefix` selects the keys under it (e.g. 'backbone.'); by default a detector's or
+    segmentor's `backbone.` keys are selected when present.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise CheckpointError(f'A checkpoint must be a dict of tensors or of formats around it, '
+                              f'got {type(checkpoint).__name__}.')
+    notes: List[str] = []
+    state = checkpoint
+    for wrapper in ('state_dict', 'model'):
+        if isinstance(state.get(wrapper), Mapping):
+            state = state[wrapper]
+            notes.append(f"'{wrapper}'")
+            break
+    tensors = OrderedDict((key, value) for key, value in state.items()
+                          if isinstance(value, torch.Tensor))
+    if not tensors:
+        raise CheckpointError(f'No weights found in the checkpoint (top-level keys: '
+                              f'{sorted(map(str, checkpoint))[:10]}); a state dict of tensors, '
+                              f"alone or under 'state_dict' or 'model', was expected.")
+    for wrapper in _WRAPPER_PREFIXES:
+        if all(key.startswith(wrapper) for key in tensors):
+            tensors = OrderedDict((key[len(wrapper):], value) for key, value in tensors.items())
+            notes.append(f"'{wrapper}' prefix")
+    if prefix is None and any(key.startswith('backbone.') for key in tensors):
+        prefix = 'backbone.'
+    if prefix:
+        selected = OrderedDict((key[len(prefix):], value) for key, value in tensors.items()
+                               if key.startswith(prefix))
+        if not selected:
+            raise CheckpointError(f"No key of the checkpoint starts with prefix '{prefix}'.")
+        skipped = len(tensors) - len(selected)
+        notes.append(f"'{prefix}' keys" + (f' ({skipped} other keys skipped)' if skipped else ''))
+        tensors = selected
+    return tensors, ', '.join(notes) or 'bare state dict'
+
+
+def _alias_groups(model: nn.Module) -> List[List[str]]:
+    """Names under which each shared tensor appears in the model's state dict."""
+    groups: Dict[int, List[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(tensor), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The published variant whose shapes and depths the state dict has, if any."""
+    from .coat import ARCH_SETTINGS  # coat.py imports this module: import here to avoid a cycle
+    try:
+        embed_dims = tuple(state_dict[f'cls_token{i}'].shape[-1] for i in range(1, 5))
+    except KeyError:
+        return None
+    depths = tuple(len({key.split('.')[1] for key in state_dict
+                        if key.startswith(f'serial_blocks{i}.')}) for i in range(1, 5))
+    parallel = len({key.split('.')[1] for key in state_dict if key.startswith('parallel_blocks.')})
+    for name, settings in ARCH_SETTINGS.items():
+        if (tuple(settings['embed_dims']) == embed_dims and tuple(settings['serial_depths']) == depths
+                and settings['parallel_depth'] == parallel):
+            return name
+    return None
+
+
+def _listing(keys: List[str], limit: int = 8) -> str:
+    shown = ', '.join(keys[:limit])
+    return shown + (f' ... ({len(keys)} in all)' if len(keys) > limit else '')
+
+
+def match_state_dict(model: nn.Module, state_dict: StateDict) -> Tuple[StateDict, List[str]]:
+    """Fit `state_dict` to `model`'s keys or raise `CheckpointError` saying exactly why not.
+
+    Keys the model declares as ignorable (`ignored_checkpoint_prefixes`, e.g. the classification
+    head in dense mode) are dropped and returned; aliases of shared modules missing from the file
+    are filled from the alias that is present.
+    """
+    ignored_prefixes = tuple(getattr(model, 'ignored_checkpoint_prefixes', ()))
+    dropped = [key for key in state_dict if key.startswith(ignored_prefixes)]
+    state_dict = OrderedDict((key, value) for key, value in state_dict.items()
+                             if not key.startswith(ignored_prefixes))
+    for names in _alias_groups(model):
+        present = [name for name in names if name in state_dict]
+        for name in names:
+            if present and name not in state_dict:
+                state_dict[name] = state_dict[present[0]]
+
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    mismatched = [f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
+                  f'{tuple(expected[key].shape)}'
+                  for key in expected if key in state_dict and
+                  state_dict[key].shape != expected[key].shape]
+    problems = []
+    if mismatched:
+        found = infer_arch(state_dict)
+        hint = (f" The checkpoint is CoaT arch='{found}'; build the model with that arch."
+                if found else ' Is it another variant or another model?')
+        problems.append(f'{len(mismatched)} shape mismatches: {_listing(mismatched, 4)}.{hint}')
+    if missing:
+        problems.append(f'{len(missing)} model keys missing from the checkpoint: '
+                        f'{_listing(missing)}.')
+    if unexpected:
+        problems.append(f'{len(unexpected)} checkpoint keys the model does not have: '
+                        f'{_listing(unexpected)}.')
+    if problems:
+        raise CheckpointError(' '.join(problems))
+    return state_dict, dropped
+
+
+def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = None) -> None:
+    """Read `path` in any accepted format and load it into `model` strictly (all or nothing)."""
+    state_dict, unwrapped = extract_state_dict(read_checkpoint(path), prefix)
+    try:
+        state_dict, dropped = match_state_dict(model, state_dict)
+    except CheckpointError as error:
+        raise CheckpointError(f'Cannot load {path} into {type(model).__name__}: {error}') from None
+    model.load_state_dict(state_dict, strict=True)
+    message = f'Loaded {path} into {type(model).__name__} ({unwrapped})'
+    if dropped:
+        heads = sorted({key.split('.')[0] for key in dropped})
+        message += f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'
+    print_log(message, logger='current')

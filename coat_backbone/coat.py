@@ -1,0 +1,460 @@
+"""CoaT: Co-Scale Conv-Attentional Image Transformers, as a dense-prediction backbone.
+
+Paper: Weijian Xu, Yifan Xu, Tyler Chang, Zhuowen Tu, "Co-Scale Conv-Attentional Image Transformers",
+ICCV 2021, https://arxiv.org/abs/2104.06399. Official code: https://github.com/mlpc-ucsd/CoaT
+(Apache-2.0). This is an independent implementation, licensed Apache-2.0 like the original.
+
+Attribute names and module sharing follow the official model exactly, so official classification
+checkpoints, timm's weights and official mmdet 2.x detector checkpoints load without renaming:
+one `cpe{i}` / `crpe{i}` per scale shared by every block of that scale, and one MLP shared by scales
+2-4 of each parallel block (`mlp2 is mlp3 is mlp4`). The forward pass is free to differ as long as
+its numbers do not: it resizes to explicit sizes in the cross-scale fusion so any input size works.
+
+Layout: blocks, then the backbone (`CoaT`), then the classifier (`CoaTClassifier`), then the variant
+registry (`ARCH_SETTINGS`). Checkpoint handling lives in `coat_backbone.checkpoint`.
+"""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from timm.layers import DropPath, Mlp, trunc_normal_
+
+from .checkpoint import load_coat_checkpoint
+
+Size = Tuple[int, int]
+
+# CRPE kernel size -> number of heads using it; the same for every published variant.
+CRPE_WINDOWS: Dict[int, int] = {3: 2, 5: 3, 7: 3}
+# LayerNorm eps inside the blocks (the patch embeddings keep PyTorch's default, 1e-5).
+BLOCK_NORM_EPS = 1e-6
+
+
+def tokens_to_map(tokens: torch.Tensor, size: Size) -> torch.Tensor:
+    """(B, 1 + H*W, C) tokens with a leading class token -> (B, C, H, W) image map."""
+    batch, _, channels = tokens.shape
+    return tokens[:, 1:].transpose(1, 2).reshape(batch, channels, *size)
+
+
+def map_to_tokens(feature_map: torch.Tensor, cls_token: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) image map plus a (B, 1, C) class token -> (B, 1 + H*W, C) tokens."""
+    return torch.cat((cls_token, feature_map.flatten(2).transpose(1, 2)), dim=1)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch embedding: strided conv, flatten, LayerNorm (default eps)."""
+
+    def __init__(self, patch_size: int, in_channels: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Size]:
+        x = self.proj(x)
+        size = (x.shape[2], x.shape[3])
+        return self.norm(x.flatten(2).transpose(1, 2)), size
+
+
+class ConvPosEnc(nn.Module):
+    """Convolutional position encoding: depthwise 3x3 conv with a residual, image tokens only."""
+
+    def __init__(self, dim: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
+
+    def forward(self, x: torch.Tensor, size: Size) -> torch.Tensor:
+        feature_map = tokens_to_map(x, size)
+        return map_to_tokens(self.proj(feature_map) + feature_map, x[:, :1])
+
+
+class ConvRelPosEnc(nn.Module):
+    """Convolutional relative position encoding: Q * depthwise-conv(V) with per-head windows.
+
+    The heads are split into groups (2/3/3 heads with windows 3/5/7); each group has its own
+    depthwise conv, kept as `conv_list` so that official weights load under their own names.
+    """
+
+    def __init__(self, head_dim: int, num_heads: int, windows: Dict[int, int]) -> None:
+        super().__init__()
+        if sum(windows.values()) != num_heads:
+            raise ValueError(f'CRPE windows {windows} split {sum(windows.values())} heads, but the '
+                             f'attention has {num_heads}; make the head counts add up.')
+        self.channel_splits = [heads * head_dim for heads in windows.values()]
+        self.conv_list = nn.ModuleList(
+            nn.Conv2d(channels, channels, window, padding=window // 2, groups=channels)
+            for window, channels in zip(windows, self.channel_splits))
+
+    def forward(self, q: torch.Tensor, v: torch.Tensor, size: Size) -> torch.Tensor:
+        """q, v: (B, heads, 1 + H*W, head_dim). Returns the (B, heads, 1 + H*W, head_dim) term,
+        zero in the class-token row."""
+        batch, num_heads, _, head_dim = q.shape
+        v_map = v[:, :, 1:].transpose(-1, -2).reshape(batch, num_heads * head_dim, *size)
+        v_groups = torch.split(v_map, self.channel_splits, dim=1)
+        conv_v = torch.cat([conv(group) for conv, group in zip(self.conv_list, v_groups)], dim=1)
+        conv_v = conv_v.reshape(batch, num_heads, head_dim, -1).transpose(-1, -2)
+        return F.pad(q[:, :, 1:] * conv_v, (0, 0, 1, 0))
+
+
+class FactorAttnConvRelPosEnc(nn.Module):
+    """Factorized attention softmax(K)^T V, applied to Q, plus the convolutional relative position
+    encoding. The N x N attention matrix is never formed, so cost is linear in the tokens."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool,
+                 shared_crpe: ConvRelPosEnc) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.crpe = shared_crpe
+
+    def forward(self, x: torch.Tensor, size: Size) -> torch.Tensor:
+        batch, num_tokens, channels = x.shape
+        qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
+        context = k.softmax(dim=2).transpose(-1, -2) @ v  # (B, heads, head_dim, head_dim)
+        out = self.scale * (q @ context) + self.crpe(q, v, size)
+        return self.proj(out.transpose(1, 2).reshape(batch, num_tokens, channels))
+
+
+class SerialBlock(nn.Module):
+    """One scale's block: shared CPE, conv-attention and MLP, each with pre-norm and residual."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
+                 drop_path: float, shared_cpe: ConvPosEnc, shared_crpe: ConvRelPosEnc) -> None:
+        super().__init__()
+        self.cpe = shared_cpe
+        self.norm1 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
+        self.factoratt_crpe = FactorAttnConvRelPosEnc(dim, num_heads, qkv_bias, shared_crpe)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=BLOCK_NORM_EPS)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, size: Size) -> torch.Tensor:
+        x = self.cpe(x, size)
+        x = x + self.drop_path(self.factoratt_crpe(self.norm1(x), size))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def _resize_tokens(tokens: torch.Tensor, size: Size, target: Size) -> torch.Tensor:
+    """Bilinearly resize the image part of `tokens` to `target`; the class token is kept as is."""
+    resized = F.interpolate(tokens_to_map(tokens, size), size=target, mode='bilinear',
+                            align_corners=False)
+    return map_to_tokens(resized, tokens[:, :1])
+
+
+# For each of scales 2-4, the other scales added to it, in the official model's order: float
+# addition is not associative, and this order keeps float32 outputs equal to the reference's.
+_FUSION_ORDER = ((1, 2), (2, 0), (1, 0))
+
+
+class ParallelBlock(nn.Module):
+    """Co-scale block over scales 2-4: per-scale conv-attention, cross-scale fusion of the attention
+    outputs (class-token rows summed too), then one MLP shared by the three scales.
+
+    Scale 1 is not part of it; the scale CPEs are applied by the caller, as in the official model.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool,
+                 drop_path: float, shared_crpes: Sequence[ConvRelPosEnc]) -> None:
+        super().__init__()
+        for scale, crpe in zip((2, 3, 4), shared_crpes):
+            setattr(self, f'norm1{scale}', nn.LayerNorm(dim, eps=BLOCK_NORM_EPS))
+            setattr(self, f'factoratt_crpe{scale}',
+                    FactorAttnConvRelPosEnc(dim, num_heads, qkv_bias, crpe))
+            setattr(self, f'norm2{scale}', nn.LayerNorm(dim, eps=BLOCK_NORM_EPS))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.mlp2 = self.mlp3 = self.mlp4 = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio))
+
+    def forward(self, xs: List[torch.Tensor], sizes: List[Size]) -> List[torch.Tensor]:
+        """xs, sizes: the tokens and grid sizes of scales 2, 3 and 4."""
+        attended = [getattr(self, f'factoratt_crpe{scale}')(getattr(self, f'norm1{scale}')(x), size)
+                    for scale, x, size in zip((2, 3, 4), xs, sizes)]
+        fused = []
+        for target, sources in enumerate(_FUSION_ORDER):
+            total = attended[target]
+            for source in sources:
+                total = total + _resize_tokens(attended[source], sizes[source], sizes[target])
+            fused.append(total)
+        xs = [x + self.drop_path(f) for x, f in zip(xs, fused)]
+        return [x + self.drop_path(getattr(self, f'mlp{scale}')(getattr(self, f'norm2{scale}')(x)))
+                for scale, x in zip((2, 3, 4), xs)]
+
+
+@MODELS.register_module()
+class CoaT(BaseModule):
+    """CoaT backbone: four scales of serial blocks (strides 4/8/16/32), then, for the non-Lite
+    variants, parallel co-scale blocks over scales 2-4.
+
+    Args:
+        arch: a name from `ARCH_SETTINGS` or a dict with keys embed_dims, serial_depths,
+            parallel_depth, num_heads and mlp_ratios.
+        in_channels: input image channels.
+        out_indices: which scales (0-3, strides 4/8/16/32) to return.
+        qkv_bias: bias in the attention's qkv projection (True in every published variant).
+        drop_path_rate: stochastic depth, the SAME rate for every block (official semantics).
+        frozen_stages: number of leading scales to freeze (-1 or 0: none, 4: all). Freezing scale i
+            freezes its patch embedding, class token, CPE, CRPE and serial blocks. In the parallel
+            blocks it freezes the scale's own norms and attention; the MLP they share across scales
+            2-4 is frozen only when all of 2-4 are (frozen_stages=4).
+        with_cp: gradient checkpointing of every block (non-reentrant, so DDP copes with the
+            shared modules), trading compute for activation memory.
+        pretrained: a checkpoint path, as mmseg passes it; same as init_cfg Pretrained.
+        init_cfg: `dict(type='Pretrained', checkpoint=PATH)` loads any format that
+            `coat_backbone.checkpoint` accepts; anything else goes to mmengine.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'lite_small',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 qkv_bias: bool = True,
+                 drop_path_rate: float = 0.0,
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('CoaT got both `pretrained` and `init_cfg`; set only one of them.')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = resolve_arch(arch)
+        embed_dims = self.arch_settings['embed_dims']
+        serial_depths = self.arch_settings['serial_depths']
+        mlp_ratios = self.arch_settings['mlp_ratios']
+        num_heads = self.arch_settings['num_heads']
+        self.embed_dims = list(embed_dims)
+        self.parallel_depth = self.arch_settings['parallel_depth']
+        self.out_indices = _check_out_indices(out_indices)
+        self.out_channels = [embed_dims[i] for i in self.out_indices]
+        if not -1 <= frozen_stages <= 4:
+            raise ValueError(f'frozen_stages={frozen_stages} is out of range: use -1 or 0 (none) '
+                             f'up to 4 (all scales).')
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+
+        for i in range(4):
+            scale = i + 1
+            setattr(self, f'patch_embed{scale}', PatchEmbed(
+                patch_size=4 if i == 0 else 2,
+                in_channels=in_channels if i == 0 else embed_dims[i - 1],
+                embed_dim=embed_dims[i]))
+            setattr(self, f'cls_token{scale}', nn.Parameter(torch.zeros(1, 1, embed_dims[i])))
+            cpe = ConvPosEnc(embed_dims[i])
+            crpe = ConvRelPosEnc(embed_dims[i] // num_heads, num_heads, CRPE_WINDOWS)
+            setattr(self, f'cpe{scale}', cpe)
+            setattr(self, f'crpe{scale}', crpe)
+            setattr(self, f'serial_blocks{scale}', nn.ModuleList(
+                SerialBlock(embed_dims[i], num_heads, mlp_ratios[i], qkv_bias, drop_path_rate,
+                            shared_cpe=cpe, shared_crpe=crpe)
+                for _ in range(serial_depths[i])))
+        if self.parallel_depth > 0:
+            self.parallel_blocks = nn.ModuleList(
+                ParallelBlock(embed_dims[1], num_heads, mlp_ratios[1], qkv_bias, drop_path_rate,
+                              shared_crpes=(self.crpe2, self.crpe3, self.crpe4))
+                for _ in range(self.parallel_depth))
+        self._reset_parameters()
+        self._freeze_stages()
+
+    # Initialisation and loading -------------------------------------------------------------
+    def _reset_parameters(self) -> None:
+        """The official initialisation (convs keep PyTorch's default)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        for i in range(1, 5):
+            trunc_normal_(getattr(self, f'cls_token{i}'), std=0.02)
+
+    def init_weights(self) -> None:
+        """Load `init_cfg=dict(type='Pretrained', checkpoint=...)` with CoaT's own loader, which
+        understands every checkpoint format CoaT comes in; other init_cfgs go to mmengine."""
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            load_coat_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    @property
+    def ignored_checkpoint_prefixes(self) -> Tuple[str, ...]:
+        """Keys of official checkpoints this module has no use for: the classification head."""
+        return ('norm1.', 'norm2.', 'norm3.', 'norm4.', 'aggregate.', 'head.')
+
+    # Freezing ---------------------------------------------------------------------------------
+    def _frozen_modules(self) -> List[nn.Module]:
+        modules: List[nn.Module] = []
+        for scale in range(1, max(self.frozen_stages, 0) + 1):
+            modules += [getattr(self, f'{name}{scale}')
+                        for name in ('patch_embed', 'cpe', 'crpe', 'serial_blocks')]
+            if self.parallel_depth > 0 and scale >= 2:
+                for block in self.parallel_blocks:
+                    modules += [getattr(block, f'{name}{scale}')
+                                for name in ('norm1', 'factoratt_crpe', 'norm2')]
+        if self.parallel_depth > 0 and self.frozen_stages == 4:
+            modules += [block.mlp2 for block in self.parallel_blocks]
+        return modules
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+        for scale in range(1, max(self.frozen_stages, 0) + 1):
+            getattr(self, f'cls_token{scale}').requires_grad = False
+
+    def train(self, mode: bool = True) -> 'CoaT':
+        super().train(mode)
+        self._freeze_stages()  # keep frozen scales in eval mode (drop path off) after .train()
+        return self
+
+    # Forward ------------------------------------------------------------------------------------
+    def _run(self, block: nn.Module, *args):
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return cp.checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def _parallel_step(self, block: ParallelBlock, xs: List[torch.Tensor],
+                       sizes: List[Size]) -> List[torch.Tensor]:
+        xs = [getattr(self, f'cpe{scale}')(x, size) for scale, x, size in zip((2, 3, 4), xs, sizes)]
+        return block(xs, sizes)
+
+    def forward_tokens(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[Size]]:
+        """All four scales as (B, 1 + H*W, C) tokens (class token first) and their grid sizes."""
+        tokens: List[torch.Tensor] = []
+        sizes: List[Size] = []
+        for i in range(4):
+            scale = i + 1
+            if i > 0:
+                x = tokens_to_map(tokens[-1], sizes[-1]).contiguous()
+            x, size = getattr(self, f'patch_embed{scale}')(x)
+            cls_token = getattr(self, f'cls_token{scale}').expand(x.shape[0], -1, -1)
+            x = torch.cat((cls_token, x), dim=1)
+            for block in getattr(self, f'serial_blocks{scale}'):
+                x = self._run(block, x, size)
+            tokens.append(x)
+            sizes.append(size)
+        if self.parallel_depth > 0:
+            coscale = tokens[1:]
+            for block in self.parallel_blocks:
+                coscale = self._run(self._parallel_step, block, coscale, sizes[1:])
+            tokens = tokens[:1] + list(coscale)
+        return tokens, sizes
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Returns the NCHW maps of `out_indices` (class tokens removed, no output norm)."""
+        tokens, sizes = self.forward_tokens(x)
+        return tuple(tokens_to_map(tokens[i], sizes[i]).contiguous() for i in self.out_indices)
+
+
+@MODELS.register_module()
+class CoaTClassifier(CoaT):
+    """CoaT with the official ImageNet head: the class token of scale 4 after `norm4` (Lite), or the
+    class tokens of scales 2-4 after `norm2`-`norm4` mixed by the `aggregate` Conv1d (non-Lite),
+    then a linear `head`. Its state dict is the official classification checkpoint, key for key.
+
+    Args:
+        num_classes: classes of the linear head.
+        drop_rate: dropout before the head.
+        **kwargs: CoaT's arguments (out_indices does not apply).
+    """
+
+    def __init__(self, arch: Union[str, dict] = 'lite_small', num_classes: int = 1000,
+                 drop_rate: float = 0.0, **kwargs) -> None:
+        super().__init__(arch=arch, **kwargs)
+        dims = self.embed_dims
+        if self.parallel_depth > 0:
+            self.norm2 = nn.LayerNorm(dims[1], eps=BLOCK_NORM_EPS)
+            self.norm3 = nn.LayerNorm(dims[2], eps=BLOCK_NORM_EPS)
+            self.aggregate = nn.Conv1d(3, 1, kernel_size=1)
+        self.norm4 = nn.LayerNorm(dims[3], eps=BLOCK_NORM_EPS)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(dims[3], num_classes)
+        self.num_classes = num_classes
+        nn.init.zeros_(self.head.bias)
+        trunc_normal_(self.head.weight, std=0.02)
+
+    @property
+    def ignored_checkpoint_prefixes(self) -> Tuple[str, ...]:
+        # The official model builds norm1 (and, for Lite, norm2/norm3) but never uses them.
+        return ('norm1.',) if self.parallel_depth > 0 else ('norm1.', 'norm2.', 'norm3.')
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled (B, C) representation fed to the head."""
+        tokens, _ = self.forward_tokens(x)
+        if self.parallel_depth == 0:
+            return self.norm4(tokens[3][:, 0])
+        cls_tokens = torch.stack([self.norm2(tokens[1][:, 0]), self.norm3(tokens[2][:, 0]),
+                                  self.norm4(tokens[3][:, 0])], dim=1)
+        return self.aggregate(cls_tokens).squeeze(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, num_classes)."""
+        return self.head(self.head_drop(self.forward_features(x)))
+
+
+def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
+    indices = tuple(out_indices)
+    if not indices or any(i not in (0, 1, 2, 3) for i in indices) or len(set(indices)) != len(indices):
+        raise ValueError(f'out_indices={out_indices} is invalid: give distinct scales from 0-3 '
+                         f'(strides 4, 8, 16, 32), e.g. (0, 1, 2, 3).')
+    return indices
+
+
+_COAT = dict(serial_depths=(2, 2, 2, 2), parallel_depth=6, num_heads=8, mlp_ratios=(4, 4, 4, 4))
+_LITE = dict(parallel_depth=0, num_heads=8, mlp_ratios=(8, 8, 4, 4))
+
+ARCH_SETTINGS: Dict[str, dict] = {
+    'tiny': dict(embed_dims=(152, 152, 152, 152), **_COAT),
+    'mini': dict(embed_dims=(152, 216, 216, 216), **_COAT),
+    'small': dict(embed_dims=(152, 320, 320, 320), **_COAT),
+    'lite_tiny': dict(embed_dims=(64, 128, 256, 320), serial_depths=(2, 2, 2, 2), **_LITE),
+    'lite_mini': dict(embed_dims=(64, 128, 320, 512), serial_depths=(2, 2, 2, 2), **_LITE),
+    'lite_small': dict(embed_dims=(64, 128, 320, 512), serial_depths=(3, 4, 6, 3), **_LITE),
+    'lite_medium': dict(embed_dims=(128, 256, 320, 512), serial_depths=(3, 6, 10, 8),
+                        **dict(_LITE, mlp_ratios=(4, 4, 4, 4))),
+}
+_ARCH_KEYS = ('embed_dims', 'serial_depths', 'parallel_depth', 'num_heads', 'mlp_ratios')
+
+
+def resolve_arch(arch: Union[str, dict]) -> dict:
+    """A variant name or a custom dict -> validated settings (see `ARCH_SETTINGS`)."""
+    if isinstance(arch, str):
+        if arch not in ARCH_SETTINGS:
+            raise ValueError(f'Unknown CoaT arch {arch!r}: choose one of {sorted(ARCH_SETTINGS)} '
+                             f'or give a dict with keys {list(_ARCH_KEYS)}.')
+        return dict(ARCH_SETTINGS[arch])
+    if not isinstance(arch, dict):
+        raise TypeError(f'CoaT arch must be a name or a dict, got {type(arch).__name__}.')
+    missing = [key for key in _ARCH_KEYS if key not in arch]
+    unknown = [key for key in arch if key not in _ARCH_KEYS]
+    if missing or unknown:
+        raise ValueError(f'CoaT arch dict: missing keys {missing}, unknown keys {unknown}; '
+                         f'it takes exactly {list(_ARCH_KEYS)}.')
+    settings = dict(arch)
+    for key in ('embed_dims', 'serial_depths', 'mlp_ratios'):
+        if len(settings[key]) != 4:
+            raise ValueError(f'CoaT arch {key} needs 4 values (one per scale), got {settings[key]}.')
+    heads = settings['num_heads']
+    if heads != sum(CRPE_WINDOWS.values()):
+        raise ValueError(f'CoaT arch num_heads={heads}: the CRPE windows {CRPE_WINDOWS} split '
+                         f'{sum(CRPE_WINDOWS.values())} heads; use num_heads=8.')
+    bad = [dim for dim in settings['embed_dims'] if dim % heads]
+    if bad:
+        raise ValueError(f'CoaT arch embed_dims {bad} are not divisible by num_heads={heads}.')
+    if settings['parallel_depth'] > 0 and not (
+            settings['embed_dims'][1] == settings['embed_dims'][2] == settings['embed_dims'][3]
+            and settings['mlp_ratios'][1] == settings['mlp_ratios'][2] == settings['mlp_ratios'][3]):
+        raise ValueError('CoaT parallel blocks share one MLP across scales 2-4, so they need '
+                         'embed_dims[1] == [2] == [3] and mlp_ratios[1] == [2] == [3]; '
+                         'set parallel_depth=0 for a Lite-style model.')
+    return settings

@@ -1,0 +1,47 @@
+"""Import-time check of the stack, so a broken environment fails with its fix, not deep inside
+mmdet. The exact tested versions are pinned in constraints.txt."""
+from importlib import metadata, util
+from typing import Optional
+
+from packaging.version import Version
+
+FIX = ('Fix: run `bash tools/setup_env.sh` for the tested stack (constraints.txt), or install a '
+       'compatible version yourself')
+
+# package -> (minimum, exclusive maximum)
+REQUIRED = {'torch': ('2.0', None), 'mmengine': ('0.10.0', '0.11.0'), 'timm': ('0.9.0', None)}
+# mmdet 3.x and mmseg 1.x refuse mmcv >= 2.2.0 at import.
+MMCV_RANGE = ('2.0.0', '2.2.0')
+
+
+def _installed(package: str) -> Optional[str]:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _check(package: str, minimum: str, maximum: Optional[str], needed_by: str) -> None:
+    version = _installed(package)
+    wanted = f'>={minimum}' + (f',<{maximum}' if maximum else '')
+    if version is None:
+        raise ImportError(f'{needed_by} needs {package}{wanted}, which is not installed. '
+                          f'{FIX}: pip install "{package}{wanted}".')
+    parsed = Version(version)
+    if parsed < Version(minimum) or (maximum and parsed >= Version(maximum)):
+        raise ImportError(f'{needed_by} needs {package}{wanted}, but {package} {version} is '
+                          f'installed. {FIX}: pip install "{package}{wanted}".')
+
+
+def check_requirements() -> None:
+    """Raise ImportError naming any missing or incompatible piece of the stack."""
+    for package, (minimum, maximum) in REQUIRED.items():
+        _check(package, minimum, maximum, 'coat-backbone')
+    for user in ('mmdet', 'mmsegmentation'):
+        if _installed(user):
+            _check('mmcv', *MMCV_RANGE, needed_by=f'{user} (installed here)')
+    if _installed('mmdet') and util.find_spec('mmcv._ext') is None:
+        raise ImportError('mmcv is installed without its compiled ops (mmcv-lite, or built with '
+                          'MMCV_WITH_OPS=0), which mmdet needs for RoIAlign and NMS. Fix: run '
+                          '`bash tools/setup_env.sh`, or build mmcv from source: MMCV_WITH_OPS=1 '
+                          'pip install --no-build-isolation "mmcv>=2.0.0,<2.2.0".')

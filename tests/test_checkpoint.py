@@ -1,0 +1,210 @@
+"""Checkpoint formats CoaT accepts, and the clear errors for the ones it must refuse."""
+import argparse
+import logging
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import MMLogger
+from mmengine.registry import MODELS
+
+from coat_backbone import CheckpointError, CoaT, CoaTClassifier, load_coat_checkpoint
+from tiny_archs import TINY_COAT, TINY_LITE
+
+
+def _official_state_dict(arch) -> 'OrderedDict[str, torch.Tensor]':
+    """The keys an official classification model saves: the classifier's plus the unused norms."""
+    torch.manual_seed(1)
+    classifier = CoaTClassifier(arch, num_classes=5)
+    state_dict = classifier.state_dict()
+    unused = ['norm1'] if classifier.parallel_depth else ['norm1', 'norm2', 'norm3']
+    for name in unused:
+        dim = classifier.embed_dims[int(name[-1]) - 1]
+        state_dict[f'{name}.weight'] = torch.rand(dim)
+        state_dict[f'{name}.bias'] = torch.rand(dim)
+    return state_dict
+
+
+def _assert_loaded(model: torch.nn.Module, state_dict: dict) -> None:
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state_dict[key]), key
+
+
+@pytest.fixture(params=['parallel', 'lite'])
+def arch(request):
+    return TINY_COAT if request.param == 'parallel' else TINY_LITE
+
+
+def _save(tmp_path, obj, name='ckpt.pth') -> str:
+    path = tmp_path / name
+    torch.save(obj, path)
+    return str(path)
+
+
+def test_official_training_file(tmp_path, arch):
+    state_dict = _official_state_dict(arch)
+    path = _save(tmp_path, {'model': state_dict, 'optimizer': {'state': {}, 'param_groups': []},
+                            'lr_scheduler': {'last_epoch': 3}, 'epoch': 299,
+                            'args': argparse.Namespace(model='coat', lr=5e-4)})
+    backbone = CoaT(arch)
+    load_coat_checkpoint(backbone, path)
+    _assert_loaded(backbone, state_dict)
+    classifier = CoaTClassifier(arch, num_classes=5)
+    load_coat_checkpoint(classifier, path)
+    _assert_loaded(classifier, state_dict)
+
+
+def test_dense_mode_drops_head_and_says_so(tmp_path, arch):
+    path = _save(tmp_path, {'model': _official_state_dict(arch)})
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        load_coat_checkpoint(CoaT(arch), path)
+    finally:
+        logger.removeHandler(handler)
+    assert any('dropped' in m and 'head' in m and 'norm4' in m for m in messages), messages
+
+
+def test_bare_timm_state_dict(tmp_path, arch):
+    state_dict = _official_state_dict(arch)
+    state_dict.pop('norm1.weight')
+    state_dict.pop('norm1.bias')  # timm filters the unused norms away
+    model = CoaT(arch)
+    load_coat_checkpoint(model, _save(tmp_path, state_dict))
+    _assert_loaded(model, state_dict)
+
+
+def test_detector_file_with_backbone_prefix_via_init_cfg(tmp_path, arch):
+    """An mmengine/mmdet file: 'meta' with numpy and log objects, and a whole detector's keys."""
+    source = CoaT(arch)
+    detector_keys = OrderedDict((f'backbone.{k}', v) for k, v in source.state_dict().items())
+    detector_keys['neck.lateral_convs.0.conv.weight'] = torch.rand(4, 16, 1, 1)
+    detector_keys['roi_head.bbox_head.fc_cls.weight'] = torch.rand(81, 4)
+    path = _save(tmp_path, {'meta': {'epoch': 12, 'seed': np.int64(3), 'hist': np.arange(4.0),
+                                     'CLASSES': ('a', 'b')},
+                            'state_dict': detector_keys, 'optimizer': {}})
+    model = MODELS.build(dict(type='CoaT', arch=arch,
+                              init_cfg=dict(type='Pretrained', checkpoint=path)))
+    model.init_weights()
+    _assert_loaded(model, source.state_dict())
+
+
+def test_module_prefix_and_mmseg_pretrained_argument(tmp_path, arch):
+    source = CoaT(arch)
+    path = _save(tmp_path, {'state_dict': OrderedDict(
+        (f'module.backbone.{k}', v) for k, v in source.state_dict().items())})
+    model = CoaT(arch, pretrained=path)
+    model.init_weights()
+    _assert_loaded(model, source.state_dict())
+    with pytest.raises(ValueError, match='both'):
+        CoaT(arch, pretrained=path, init_cfg=dict(type='Pretrained', checkpoint=path))
+
+
+def test_missing_aliases_of_shared_modules_are_filled(tmp_path):
+    source = CoaT(TINY_COAT)
+    state_dict = OrderedDict((k, v) for k, v in source.state_dict().items()
+                             if not k.startswith(('serial_blocks', 'parallel_blocks'))
+                             or '.cpe.' not in k and '.crpe.' not in k and 'mlp3' not in k)
+    assert len(state_dict) < len(source.state_dict())
+    model = CoaT(TINY_COAT)
+    load_coat_checkpoint(model, _save(tmp_path, state_dict))
+    _assert_loaded(model, source.state_dict())
+
+
+def test_runner_checkpoint_from_real_training(tmp_path):
+    """A file written by mmengine's Runner (message hub, numpy buffers) loads weights-only."""
+    from mmengine.model import BaseModel
+    from mmengine.runner import Runner
+
+    class Wrapper(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.backbone = CoaT(TINY_LITE)
+
+        def forward(self, inputs, data_samples=None, mode='tensor'):
+            features = self.backbone(inputs)
+            return {'loss': sum(f.mean() for f in features)} if mode == 'loss' else features
+
+    data = [dict(inputs=torch.randn(3, 32, 32)) for _ in range(2)]
+    runner = Runner(model=Wrapper(), work_dir=str(tmp_path),
+                    train_dataloader=dict(dataset=data, batch_size=2, collate_fn=dict(
+                        type='default_collate'), sampler=dict(type='DefaultSampler')),
+                    train_cfg=dict(by_epoch=True, max_epochs=1),
+                    optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-3)),
+                    default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1)))
+    runner.train()
+    model = CoaT(TINY_LITE)
+    load_coat_checkpoint(model, str(tmp_path / 'epoch_1.pth'))
+    _assert_loaded(model, runner.model.backbone.state_dict())
+
+
+def test_another_variant_names_shapes_and_the_right_arch(tmp_path):
+    path = _save(tmp_path, {'model': CoaT('lite_tiny').state_dict()})
+    with pytest.raises(CheckpointError) as error:
+        load_coat_checkpoint(CoaT('lite_mini'), path)
+    message = str(error.value)
+    assert path in message and 'shape mismatches' in message
+    assert 'cls_token4: checkpoint (1, 1, 320) vs model (1, 1, 512)' in message
+    assert "arch='lite_tiny'" in message
+
+
+def test_missing_backbone_keys_are_named(tmp_path, arch):
+    state_dict = CoaT(arch).state_dict()
+    del state_dict['patch_embed3.proj.weight']
+    with pytest.raises(CheckpointError, match=r'1 model keys missing.*patch_embed3\.proj\.weight'):
+        load_coat_checkpoint(CoaT(arch), _save(tmp_path, state_dict))
+
+
+def test_foreign_keys_are_refused(tmp_path):
+    state_dict = CoaT(TINY_LITE).state_dict()
+    state_dict['layer1.0.conv1.weight'] = torch.rand(3)
+    with pytest.raises(CheckpointError, match=r'does not have: layer1\.0\.conv1\.weight'):
+        load_coat_checkpoint(CoaT(TINY_LITE), _save(tmp_path, state_dict))
+
+
+def test_classifier_needs_its_head(tmp_path):
+    path = _save(tmp_path, CoaT(TINY_LITE).state_dict())
+    with pytest.raises(CheckpointError, match=r'missing.*head\.weight'):
+        load_coat_checkpoint(CoaTClassifier(TINY_LITE), path)
+
+
+def test_corrupt_truncated_and_missing_files_name_the_path(tmp_path):
+    good = _save(tmp_path, CoaT(TINY_LITE).state_dict())
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(open(good, 'rb').read()[:2000])
+    garbage = tmp_path / 'garbage.pth'
+    garbage.write_bytes(b'not a checkpoint at all' * 10)
+    for path in (truncated, garbage):
+        with pytest.raises(CheckpointError, match=f'{path}.*corrupt or truncated'):
+            load_coat_checkpoint(CoaT(TINY_LITE), str(path))
+    with pytest.raises(CheckpointError, match='not found: .*absent.pth'):
+        load_coat_checkpoint(CoaT(TINY_LITE), str(tmp_path / 'absent.pth'))
+
+
+class _Payload:
+    """An object whose unpickling would run code if the loader let it."""
+    ran = False
+
+    def __reduce__(self):
+        return (_Payload._run, ())
+
+    @staticmethod
+    def _run():
+        _Payload.ran = True
+        return 'ran'
+
+
+def test_loading_never_runs_code_from_the_file(tmp_path):
+    state_dict = CoaT(TINY_LITE).state_dict()
+    path = _save(tmp_path, {'state_dict': state_dict, 'meta': {'hook': _Payload()}})
+    model = CoaT(TINY_LITE)
+    load_coat_checkpoint(model, path)
+    assert not _Payload.ran
+    _assert_loaded(model, state_dict)
+    with pytest.raises(CheckpointError, match='No weights found'):
+        load_coat_checkpoint(model, _save(tmp_path, {'whole_model': _Payload()}, 'obj.pth'))
+    assert not _Payload.ran

@@ -1,0 +1,183 @@
+"""The CoaT backbone and classifier: faithfulness to timm's reference, shapes at any size,
+gradients, checkpointing, freezing, arch validation and registry builds."""
+import pytest
+import timm
+import torch
+from mmengine.registry import MODELS
+
+from coat_backbone import ARCH_SETTINGS, CoaT, CoaTClassifier
+from coat_backbone.checkpoint import match_state_dict
+from tiny_archs import TINY_ARCHS, TINY_COAT, TINY_LITE
+
+
+def _timm_reference(arch: str, size: tuple) -> torch.nn.Module:
+    """timm's CoaT (numerically the official model) with perturbed weights, so that norms,
+    biases and class tokens are not at their trivial initial values."""
+    torch.manual_seed(0)
+    model = timm.create_model(f'coat_{arch}', img_size=size, num_classes=10).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.02)
+    return model
+
+
+def _copy_weights(model: torch.nn.Module, reference: torch.nn.Module) -> torch.nn.Module:
+    state_dict, _ = match_state_dict(model, reference.state_dict())
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval()
+
+
+@pytest.mark.parametrize('size', [(224, 224), (160, 256)])
+@pytest.mark.parametrize('arch', sorted(ARCH_SETTINGS))
+def test_matches_timm_features_and_logits(arch, size):
+    reference = _timm_reference(arch, size)
+    # The classifier is a CoaT with a head: its dense forward is the backbone's.
+    classifier = _copy_weights(CoaTClassifier(arch, num_classes=10), reference)
+    images = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        expected = reference.forward_intermediates(images, intermediates_only=True)
+        features = CoaT.forward(classifier, images)
+        assert len(features) == 4
+        for ours, theirs in zip(features, expected):
+            assert ours.shape == theirs.shape
+            assert (ours - theirs).abs().max().item() <= 1e-5
+        assert (classifier(images) - reference(images)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize('arch', ['small', 'lite_small'])
+def test_published_out_channels_and_parameter_counts(arch):
+    model = CoaT(arch)
+    assert model.out_channels == list(ARCH_SETTINGS[arch]['embed_dims'])
+    reference = timm.create_model(f'coat_{arch}', num_classes=0)
+    # Without classes the reference keeps its final norms and aggregate; the backbone has neither.
+    head = sum(p.numel() for name, p in reference.named_parameters()
+               if name.startswith(('norm', 'aggregate')))
+    assert sum(p.numel() for p in model.parameters()) == \
+        sum(p.numel() for p in reference.parameters()) - head
+
+
+@pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
+@pytest.mark.parametrize('size', [(112, 137), (67, 45), (64, 64)])
+def test_any_input_size(kind, size):
+    model = CoaT(TINY_ARCHS[kind]).eval()
+    with torch.no_grad():
+        features = model(torch.randn(1, 3, *size))
+    height, width = size
+    for feature, channels in zip(features, model.out_channels):
+        height, width = height // (4 if feature is features[0] else 2), width // (
+            4 if feature is features[0] else 2)
+        assert feature.shape == (1, channels, height, width)
+
+
+def test_detection_resolution_odd_size():
+    model = CoaT('small').eval()
+    with torch.no_grad():
+        features = model(torch.randn(1, 3, 803, 1211))
+    assert [tuple(f.shape[2:]) for f in features] == [(200, 302), (100, 151), (50, 75), (25, 37)]
+
+
+def test_out_indices():
+    model = CoaT(TINY_COAT, out_indices=(1, 3))
+    features = model(torch.randn(1, 3, 64, 64))
+    assert [f.shape[1] for f in features] == model.out_channels == [32, 32]
+    assert [f.shape[2] for f in features] == [8, 2]
+    with pytest.raises(ValueError, match='out_indices'):
+        CoaT(TINY_COAT, out_indices=(4,))
+
+
+@pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
+def test_every_parameter_gets_a_gradient(kind):
+    model = CoaT(TINY_ARCHS[kind]).train()
+    loss = sum(f.square().mean() for f in model(torch.randn(2, 3, 96, 80)))
+    loss.backward()
+    without_grad = [name for name, p in model.named_parameters()
+                    if p.grad is None or not p.grad.abs().sum() > 0]
+    assert without_grad == []
+
+
+@pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
+def test_gradient_checkpointing_is_exact(kind):
+    torch.manual_seed(0)
+    plain = CoaT(TINY_ARCHS[kind]).train()
+    checkpointed = CoaT(TINY_ARCHS[kind], with_cp=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    images = torch.randn(2, 3, 64, 96)
+    results = []
+    for model in (plain, checkpointed):
+        features = model(images)
+        sum(f.sum() for f in features).backward()
+        results.append((features, {n: p.grad for n, p in model.named_parameters()}))
+    (plain_out, plain_grads), (cp_out, cp_grads) = results
+    for a, b in zip(plain_out, cp_out):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    for name in plain_grads:
+        torch.testing.assert_close(plain_grads[name], cp_grads[name], rtol=1e-5, atol=1e-6)
+
+
+def test_drop_path_rate_is_constant_across_blocks():
+    model = CoaT(TINY_COAT, drop_path_rate=0.2)
+    rates = [m.drop_prob for m in model.modules() if type(m).__name__ == 'DropPath']
+    assert len(rates) == 4 + 2 and set(rates) == {0.2}
+
+
+def test_frozen_stages_freeze_scales_and_survive_train():
+    model = CoaT(TINY_COAT, frozen_stages=2, drop_path_rate=0.1)
+    model.train()
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    for scale in (1, 2):
+        for prefix in (f'patch_embed{scale}.', f'cls_token{scale}', f'cpe{scale}.', f'crpe{scale}.',
+                       f'serial_blocks{scale}.'):
+            assert any(name.startswith(prefix) for name in frozen), prefix
+        assert not getattr(model, f'serial_blocks{scale}').training
+    assert any(name.startswith('parallel_blocks.0.factoratt_crpe2.') for name in frozen)
+    for prefix in ('patch_embed3.', 'serial_blocks4.', 'parallel_blocks.0.factoratt_crpe3.',
+                   'parallel_blocks.0.mlp2.'):
+        assert not any(name.startswith(prefix) for name in frozen), prefix
+    assert model.serial_blocks3.training and model.parallel_blocks[0].mlp2.training
+    # Frozen scales give no gradient and stay deterministic (drop path off) in train mode.
+    images = torch.randn(1, 3, 64, 64)
+    assert torch.equal(model(images)[0], model(images)[0])
+
+    all_frozen = CoaT(TINY_COAT, frozen_stages=4).train()
+    assert not any(p.requires_grad for p in all_frozen.parameters())
+    with pytest.raises(ValueError, match='frozen_stages'):
+        CoaT(TINY_COAT, frozen_stages=5)
+
+
+@pytest.mark.parametrize('bad_arch, message', [
+    ('huge', 'Unknown CoaT arch'),
+    (dict(TINY_LITE, depth=3), 'unknown keys'),
+    ({k: v for k, v in TINY_LITE.items() if k != 'mlp_ratios'}, 'missing keys'),
+    (dict(TINY_LITE, embed_dims=[16, 24, 32]), 'needs 4 values'),
+    (dict(TINY_LITE, embed_dims=[16, 24, 32, 44]), 'not divisible'),
+    (dict(TINY_LITE, num_heads=4), 'num_heads=8'),
+    (dict(TINY_LITE, parallel_depth=1), 'parallel blocks share one MLP'),
+])
+def test_bad_arch_is_rejected_clearly(bad_arch, message):
+    with pytest.raises(ValueError, match=message):
+        CoaT(bad_arch)
+
+
+def test_classifier_heads():
+    lite = CoaTClassifier(TINY_LITE, num_classes=7)
+    parallel = CoaTClassifier(TINY_COAT, num_classes=7)
+    assert not hasattr(lite, 'aggregate') and hasattr(parallel, 'aggregate')
+    for model in (lite, parallel):
+        assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)
+
+
+@pytest.mark.parametrize('scope', [None, 'mmdet', 'mmseg'])
+def test_builds_from_registry_in_each_scope(scope):
+    from mmengine.registry import DefaultScope, init_default_scope
+    cfg = dict(type='CoaT', arch=TINY_LITE, out_indices=(0, 1, 2, 3))
+    if scope is None:
+        model = MODELS.build(cfg)
+    else:
+        init_default_scope(scope)
+        from importlib import import_module
+        registry = import_module(f'{scope}.registry').MODELS
+        with DefaultScope.overwrite_default_scope(scope):
+            model = registry.build(cfg)
+            classifier = registry.build(dict(type='CoaTClassifier', arch=TINY_LITE, num_classes=3))
+        assert isinstance(classifier, CoaTClassifier)
+    assert isinstance(model, CoaT)

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's test command: set up the environment (idempotent), then run the test suite.
+# Extra arguments go to pytest, e.g. `bash tools/run_tests.sh tests/test_coat.py -k timm`.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/tools/setup_env.sh"
+cd "$ROOT"
+exec "${COAT_VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"

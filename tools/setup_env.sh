@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Creates or updates the project's environment (.venv): the stack pinned in constraints.txt, mmcv
+# built from source against the installed torch, and this package in editable mode with its test extras.
+# Idempotent: with unchanged pins a second run returns in seconds, and a rebuilt environment reuses
+# the mmcv wheel cached for the exact torch build it was compiled against.
+#
+# Environment: COAT_VENV (default ./.venv), COAT_CACHE_DIR (default ~/.cache/coat-backbone),
+# FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST to build mmcv's CUDA ops (needs nvcc; automatic with a GPU).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${COAT_VENV:-$ROOT/.venv}"
+CACHE="${COAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/coat-backbone}"
+PY="$VENV/bin/python"
+CONSTRAINTS="$ROOT/constraints.txt"
+
+log() { echo "[setup_env] $*" >&2; }
+pin() { sed -n "s/^$1==//p" "$CONSTRAINTS"; }
+
+setup_key=$(cat "$CONSTRAINTS" "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+setup_key="$setup_key-cuda${FORCE_CUDA:-0}-${TORCH_CUDA_ARCH_LIST:-}"
+stamp="$VENV/.coat-setup-done"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$setup_key" ]; then
+  log "environment up to date ($VENV)"
+  exit 0
+fi
+
+[ -x "$PY" ] || python3 -m venv "$VENV"
+# uv resolves the regular PyPI torch builds; plain pip on some machines prefers a local '+cpu' wheel
+# whose torch breaks torchvision (and so timm). --isolated keeps pip's machine config out as well.
+"$PY" -m pip install --isolated -q --disable-pip-version-check "uv==$(pin uv)"
+uv_install() { UV_LINK_MODE=copy "$VENV/bin/uv" pip install --python "$PY" -c "$CONSTRAINTS" "$@"; }
+
+log "installing torch $(pin torch) and build tools"
+uv_install torch torchvision numpy setuptools wheel ninja
+
+# mmcv has no wheels for current torch: build it once per exact torch build and cache the wheel.
+mmcv_key=$("$PY" - "$(pin mmcv)" <<'PYEOF'
+import os, platform, sys
+import torch
+ops = 'cuda' if torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1' else 'cpu'
+arch = os.getenv('TORCH_CUDA_ARCH_LIST', '').replace(' ', '_').replace(';', '_')
+print(f"mmcv{sys.argv[1]}-torch{torch.__version__}-{torch.version.git_version[:12]}"
+      f"-cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}-{ops}{arch}")
+PYEOF
+)
+wheel_dir="$CACHE/mmcv-wheels/$mmcv_key"
+if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
+  log "building mmcv $(pin mmcv) for $mmcv_key (about 20 minutes on 2 cores, once)"
+  tmp_dir=$(mktemp -d)
+  MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" -m pip wheel --isolated -q \
+    --disable-pip-version-check --no-build-isolation --no-deps --no-cache-dir \
+    -w "$tmp_dir" "mmcv==$(pin mmcv)"
+  mkdir -p "$(dirname "$wheel_dir")"
+  # Move into place only when complete, so an interrupted build is never mistaken for a cached one.
+  rm -rf "$wheel_dir.partial" && mv "$tmp_dir" "$wheel_dir.partial" && mv "$wheel_dir.partial" "$wheel_dir"
+else
+  log "reusing cached mmcv wheel ($mmcv_key)"
+fi
+
+log "installing mmcv, the OpenMMLab stack and coat-backbone"
+uv_install "$(compgen -G "$wheel_dir/mmcv-*.whl" | head -1)" -e "$ROOT[all]"
+"$PY" -c "import mmcv.ops, mmdet.models, mmseg.models, coat_backbone"  # fails loudly if the stack is broken
+echo "$setup_key" > "$stamp"
+log "environment ready: $VENV"
