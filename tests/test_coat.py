@@ -181,3 +181,30 @@ def test_builds_from_registry_in_each_scope(scope):
             classifier = registry.build(dict(type='CoaTClassifier', arch=TINY_LITE, num_classes=3))
         assert isinstance(classifier, CoaTClassifier)
     assert isinstance(model, CoaT)
+
+
+def _relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    return ((ours.float() - reference).norm() / reference.norm()).item()
+
+
+def test_bfloat16_autocast_on_cpu():
+    model = CoaT(TINY_COAT).eval()
+    images = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        reference = model(images)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            mixed = model(images)
+    for ours, expected in zip(mixed, reference):
+        assert torch.isfinite(ours).all() and _relative_error(ours, expected) < 0.05
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_amp_training_step_on_gpu(dtype):
+    model = CoaT('lite_mini').cuda().train()
+    images = torch.randn(2, 3, 256, 320, device='cuda')
+    with torch.autocast('cuda', dtype=dtype):
+        features = model(images)
+    sum(f.float().mean() for f in features).backward()
+    assert all(torch.isfinite(f).all() for f in features)
+    assert all(p.grad is not None for p in model.parameters())
