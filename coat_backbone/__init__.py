@@ -2,8 +2,8 @@
 for MMDetection 3.x and MMSegmentation 1.x.
 
 Importing the package registers `CoaT` and `CoaTClassifier` in mmengine's root `MODELS` registry,
-so `type='CoaT'` builds from mmdet, mmseg and plain mmengine configs alike. It needs neither
-mmdet/mmseg nor mmcv's compiled ops.
+so `type='CoaT'` builds from mmdet, mmseg and plain mmengine configs alike, and the training hooks
+of `coat_backbone.engine` in its root `HOOKS`. It needs neither mmdet/mmseg nor mmcv's compiled ops.
 """
 from .requirements import check_requirements
 
@@ -11,6 +11,7 @@ check_requirements()
 
 from .checkpoint import CheckpointError, load_coat_checkpoint  # noqa: E402
 from .coat import ARCH_SETTINGS, CoaT, CoaTClassifier  # noqa: E402
+from . import engine  # noqa: E402,F401  (registers the training hooks in mmengine's root registry)
 
 __version__ = '0.1.0'
 __all__ = ['ARCH_SETTINGS', 'CheckpointError', 'CoaT', 'CoaTClassifier', 'load_coat_checkpoint']

@@ -1,6 +1,7 @@
 """Import-time check of the stack, so a broken environment fails with its fix, not deep inside
 mmdet. The exact tested versions are pinned in constraints.txt."""
 from importlib import metadata, util
+from pathlib import Path
 from typing import Optional
 
 from packaging.version import Version
@@ -33,6 +34,16 @@ def _check(package: str, minimum: str, maximum: Optional[str], needed_by: str) -
                           f'installed. {FIX}: pip install "{package}{wanted}".')
 
 
+def _has_compiled_ops(package: str) -> bool:
+    """Whether `package` ships its `_ext` extension, looked up on disk: importing mmcv to ask
+    would cost seconds on every `import coat_backbone`."""
+    spec = util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    return any(next(Path(location).glob('_ext.*'), None) is not None
+               for location in spec.submodule_search_locations)
+
+
 def check_requirements() -> None:
     """Raise ImportError naming any missing or incompatible piece of the stack."""
     for package, (minimum, maximum) in REQUIRED.items():
@@ -40,7 +51,7 @@ def check_requirements() -> None:
     for user in ('mmdet', 'mmsegmentation'):
         if _installed(user):
             _check('mmcv', *MMCV_RANGE, needed_by=f'{user} (installed here)')
-    if _installed('mmdet') and util.find_spec('mmcv._ext') is None:
+    if _installed('mmdet') and not _has_compiled_ops('mmcv'):
         raise ImportError('mmcv is installed without its compiled ops (mmcv-lite, or built with '
                           'MMCV_WITH_OPS=0), which mmdet needs for RoIAlign and NMS. Fix: run '
                           '`bash tools/setup_env.sh`, or build mmcv from source: MMCV_WITH_OPS=1 '

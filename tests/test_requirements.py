@@ -38,6 +38,16 @@ def test_bad_stacks_are_named_with_the_fix(monkeypatch, change, message):
 
 def test_mmcv_without_compiled_ops_is_named(monkeypatch):
     _fake_versions(monkeypatch, GOOD)
-    monkeypatch.setattr(requirements.util, 'find_spec', lambda name: None)
+    monkeypatch.setattr(requirements, '_has_compiled_ops', lambda package: False)
     with pytest.raises(ImportError, match='without its compiled ops'):
         requirements.check_requirements()
+
+
+def test_compiled_ops_are_found_without_importing_mmcv():
+    """The stack's mmcv has its ops, and asking does not import mmcv (seconds per import)."""
+    import subprocess
+    import sys
+    code = ('import sys; from coat_backbone import requirements as r; '
+            "print(r._has_compiled_ops('mmcv'), r._has_compiled_ops('json'), 'mmcv' in sys.modules)")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ['True', 'False', 'False']

@@ -1,0 +1,19 @@
+"""ImageNet pretraining and evaluation of CoaT on mmengine's Runner (tools/train_cls.py,
+tools/eval_cls.py, configs/imagenet/).
+
+Importing it registers, in mmengine's root registries (so configs need no scope prefix):
+`ImageFolderDataset` (DATASETS), `RepeatAugSampler` (DATA_SAMPLERS), `CoaTImageClassifier`
+(MODELS) and `TopKAccuracy` (METRICS).
+"""
+from .data import ImageFolderDataset, RepeatAugSampler
+from .evaluation import eval_transform, evaluate_folder, load_classifier, raw_weights
+from .metric import TopKAccuracy
+from .model import CoaTImageClassifier
+from .synthetic import (SYNTHETIC_CLASSES, SyntheticImageNetArgs, generate_synthetic_imagenet,
+                        synthetic_imagenet_files)
+
+__all__ = [
+    'CoaTImageClassifier', 'ImageFolderDataset', 'RepeatAugSampler', 'SYNTHETIC_CLASSES',
+    'SyntheticImageNetArgs', 'TopKAccuracy', 'eval_transform', 'evaluate_folder',
+    'generate_synthetic_imagenet', 'load_classifier', 'raw_weights', 'synthetic_imagenet_files'
+]

@@ -1,0 +1,124 @@
+"""The command lines of tools/train.py and tools/test.py, following mmdet's and mmseg's tools.
+
+Each `*_main(argv)` parses arguments, adjusts the config and runs an mmengine Runner; the config's
+`default_scope` picks mmdet or mmseg. Only `--out` and `--show-dir` of testing differ between the
+two, because their result dumps and visualisation hooks differ.
+"""
+import argparse
+import os.path as osp
+from typing import List, Optional
+
+from mmengine.config import Config, DictAction
+
+from .runtime import (adapt_to_machine, build_runner, default_work_dir, enable_amp,
+                      enable_auto_scale_lr, load_config, set_local_rank, set_resume)
+
+LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
+
+
+def _common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: the config\'s work_dir, else work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, e.g. train_dataloader.batch_size=4 '
+                        'model.backbone.drop_path_rate=0.1 (lists: key="[a,b]")')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
+                        help='job launcher: pytorch for tools/dist_*.sh, slurm for '
+                        'tools/slurm_*.sh')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
+
+
+def _prepare(args: argparse.Namespace) -> Config:
+    set_local_rank(args.local_rank)
+    cfg = load_config(args.config, args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = default_work_dir(args.config)
+    return cfg
+
+
+def train_main(argv: Optional[List[str]] = None) -> None:
+    """Train a detector or segmentor from a config file."""
+    parser = argparse.ArgumentParser(description='Train a model from an MMDetection or '
+                                     'MMSegmentation config.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
+                        help='resume training: from CHECKPOINT, or without a value from '
+                        '<work_dir>/last_checkpoint (from scratch when there is none)')
+    parser.add_argument('--amp', action='store_true', help='mixed-precision training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the lr to the actual total batch size '
+                        '(auto_scale_lr.base_batch_size is the one it was tuned for)')
+    _common_arguments(parser)
+    args = parser.parse_args(argv)
+
+    cfg = _prepare(args)
+    if args.amp:
+        enable_amp(cfg)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg)
+    set_resume(cfg, args.resume)
+    adapt_to_machine(cfg)
+    build_runner(cfg).train()
+
+
+def _dump_results(cfg: Config, out: str) -> None:
+    if cfg.get('default_scope') == 'mmseg':
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+        return
+    if not out.endswith(('.pkl', '.pickle')):
+        raise ValueError(f'--out {out}: detection results are dumped as a pickle; use a .pkl '
+                         f'file name.')
+    dump = dict(type='DumpDetResults', out_file_path=out)
+    evaluators = cfg.test_evaluator
+    cfg.test_evaluator = ([*evaluators, dump] if isinstance(evaluators, (list, tuple)) else
+                          [evaluators, dump])
+
+
+def _enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
+                          wait_time: float) -> None:
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise ValueError('--show / --show-dir need default_hooks.visualization in the config '
+                         '(DetVisualizationHook or SegVisualizationHook).')
+    hook['draw'] = True
+    if show:
+        hook['show'] = True
+        hook['wait_time'] = wait_time
+    if show_dir:
+        if cfg.get('default_scope') == 'mmdet':
+            hook['test_out_dir'] = show_dir
+        else:
+            cfg.visualizer['save_dir'] = show_dir
+
+
+def test_main(argv: Optional[List[str]] = None) -> None:
+    """Evaluate a checkpoint on the config's test set."""
+    parser = argparse.ArgumentParser(description='Test a checkpoint with an MMDetection or '
+                                     'MMSegmentation config.')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='also save the raw predictions: a .pkl file (mmdet) or a '
+                        'folder of prediction maps (mmseg)')
+    parser.add_argument('--show', action='store_true', help='display each prediction')
+    parser.add_argument('--show-dir', help='save pictures of the predictions here (mmdet: '
+                        'relative to <work_dir>/<timestamp>)')
+    parser.add_argument('--wait-time', type=float, default=2.0,
+                        help='seconds each picture is shown with --show')
+    _common_arguments(parser)
+    args = parser.parse_args(argv)
+
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'Checkpoint file not found: {args.checkpoint}')
+    cfg = _prepare(args)
+    cfg.load_from = args.checkpoint
+    if args.out:
+        _dump_results(cfg, args.out)
+    if args.show or args.show_dir:
+        _enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
+    adapt_to_machine(cfg)
+    build_runner(cfg).test()

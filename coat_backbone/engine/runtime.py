@@ -1,0 +1,137 @@
+"""Building an mmengine `Runner` from a config on whatever machine runs it.
+
+Shared by tools/train.py and tools/test.py. Nothing here is specific to mmdet or mmseg: the
+config's `default_scope` decides which library's registries the Runner uses.
+"""
+import logging
+import os
+import os.path as osp
+from typing import Any, Optional
+
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.device import get_device
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+
+def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
+    """Read a config file (bases and `custom_imports` resolved) and apply `--cfg-options`."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Config file not found: {path}')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def default_work_dir(config_path: str) -> str:
+    """work_dirs/<config file name without .py>, mmdet's and mmseg's convention."""
+    return osp.join('work_dirs', osp.splitext(osp.basename(config_path))[0])
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """`--resume` without a value: from `<work_dir>/last_checkpoint` if there is one (else from
+    scratch); with a path: from that checkpoint."""
+    if resume is None:
+        return
+    if resume != 'auto':
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'--resume {resume}: no such checkpoint file.')
+        cfg.resume, cfg.load_from = True, resume
+        return
+    pointer = osp.join(cfg.work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer, encoding='utf-8') as file:
+            last = file.read().strip()
+        if '://' not in last and not osp.isfile(last):
+            raise FileNotFoundError(
+                f'{pointer} names {last!r}, which does not exist. Pick a checkpoint of '
+                f'{cfg.work_dir} yourself: --resume {osp.join(cfg.work_dir, "epoch_N.pth")}.')
+    cfg.resume, cfg.load_from = True, None
+
+
+def enable_amp(cfg: Config) -> None:
+    """`--amp`: mixed precision with a dynamic loss scale, unless the config already has it."""
+    optim_wrapper = cfg.optim_wrapper
+    if optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        print_log('AMP is already enabled in the config.', logger='current')
+        return
+    if optim_wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+        raise ValueError(f"--amp needs optim_wrapper type 'OptimWrapper', got "
+                         f"{optim_wrapper['type']!r}; set AMP in the config instead.")
+    optim_wrapper.type = 'AmpOptimWrapper'
+    optim_wrapper.loss_scale = 'dynamic'
+
+
+def enable_auto_scale_lr(cfg: Config) -> None:
+    """`--auto-scale-lr`: scale the lr by (GPUs x batch per GPU) / auto_scale_lr.base_batch_size."""
+    if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+        raise ValueError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) in the '
+                         'config: the total batch size its lr was tuned for.')
+    cfg.auto_scale_lr.enable = True
+
+
+def _replace_sync_bn(node: Any) -> int:
+    """Turn every SyncBN layer config under `node` into BN; return how many."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in ('SyncBN', 'MMSyncBN'):
+            node['type'] = 'BN'
+            count += 1
+        for value in node.values():
+            count += _replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace_sync_bn(value)
+    return count
+
+
+def adapt_to_machine(cfg: Config) -> None:
+    """Make a GPU recipe runnable on a machine without an accelerator (slower, in fp32).
+
+    - AMP (`AmpOptimWrapper`) needs an accelerator: fall back to fp32 with a warning.
+    - `launcher='pytorch'` (tools/dist_train.sh): mmengine's `init_dist` calls
+      `torch.cuda.set_device` unconditionally, so start the gloo process group here (the Runner
+      then skips `init_dist`), give DDP `device_ids=None` as a CPU module needs, and use BN for
+      SyncBN, whose kernels are GPU-only.
+    Call it after all command-line changes to `cfg` and before building the Runner.
+    """
+    if get_device() != 'cpu':
+        return
+    optim_wrapper = cfg.get('optim_wrapper')
+    if optim_wrapper is not None and optim_wrapper.get('type') == 'AmpOptimWrapper':
+        optim_wrapper.type = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            optim_wrapper.pop(key, None)
+        print_log('No GPU: training in fp32 instead of mixed precision (AmpOptimWrapper).',
+                  logger='current', level=logging.WARNING)
+    if cfg.get('launcher', 'none') != 'pytorch':
+        return
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel')
+    if wrapper.get('type', 'MMDistributedDataParallel') == 'MMDistributedDataParallel':
+        # The Runner's defaults for DDP, but device_ids=None: the module lives on the CPU.
+        wrapper.setdefault('broadcast_buffers', False)
+        wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+        wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    replaced = _replace_sync_bn(cfg.model)
+    if replaced:
+        print_log(f'No GPU: {replaced} SyncBN layer configs use BN instead (per-process '
+                  f'statistics).', logger='current', level=logging.WARNING)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The config's own runner type if it names one, else mmengine's `Runner`."""
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def set_local_rank(local_rank: int) -> None:
+    """`torch.distributed.launch` passes `--local-rank`; torchrun sets LOCAL_RANK itself."""
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))
+

@@ -1,0 +1,10 @@
+# Cascade Mask R-CNN (GIoU, 4conv1fc heads, SyncBN) + FPN, CoaT-Lite Small, 1x (12 epochs), COCO.
+# Paper (COCO val2017, box AP / mask AP): 49.1 / 42.5.
+_base_ = ['./_base_/cascade_mask_rcnn_coat_fpn.py', './_base_/coat_adamw_1x.py']
+custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        arch='lite_small',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_small_8d362f48.pth')),
+    neck=dict(in_channels=[64, 128, 320, 512]))

@@ -1,0 +1,11 @@
+# Cascade Mask R-CNN (GIoU, 4conv1fc heads, SyncBN) + FPN, CoaT Small, 3x (36 epochs), COCO.
+# Paper (COCO val2017, box AP / mask AP): 52.2 / 45.1.
+_base_ = ['./_base_/cascade_mask_rcnn_coat_fpn.py', './_base_/coat_adamw_3x.py']
+custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        arch='small',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_small_7479cf9b.pth')),
+    neck=dict(in_channels=[152, 320, 320, 320]))

@@ -1,0 +1,12 @@
+# Mask R-CNN + FPN, CoaT-Lite Medium, 3x (36 epochs), COCO.
+# NO PUBLISHED RESULT: the CoaT authors released no detector for CoaT-Lite Medium; this config
+# applies the published variants' recipe (drop path 0, as for every variant but Small)
+# and has never been trained to a reported accuracy.
+_base_ = ['./_base_/mask_rcnn_coat_fpn.py', './_base_/coat_adamw_3x.py']
+custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        arch='lite_medium',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_medium_a750cd63.pth')),
+    neck=dict(in_channels=[128, 256, 320, 512]))

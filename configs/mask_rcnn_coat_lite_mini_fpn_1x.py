@@ -1,0 +1,10 @@
+# Mask R-CNN + FPN, CoaT-Lite Mini, 1x (12 epochs), COCO.
+# Paper (COCO val2017, box AP / mask AP): 41.4 / 38.0.
+_base_ = ['./_base_/mask_rcnn_coat_fpn.py', './_base_/coat_adamw_1x.py']
+custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        arch='lite_mini',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_mini_6b4a8ae5.pth')),
+    neck=dict(in_channels=[64, 128, 320, 512]))

@@ -1,0 +1,10 @@
+# Mask R-CNN + FPN, CoaT Mini, 1x (12 epochs), COCO.
+# Paper (COCO val2017, box AP / mask AP): 45.1 / 40.6.
+_base_ = ['./_base_/mask_rcnn_coat_fpn.py', './_base_/coat_adamw_1x.py']
+custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        arch='mini',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_mini_40667eec.pth')),
+    neck=dict(in_channels=[152, 216, 216, 216]))

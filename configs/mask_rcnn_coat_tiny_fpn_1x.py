@@ -1,0 +1,12 @@
+# Mask R-CNN + FPN, CoaT Tiny, 1x (12 epochs), COCO.
+# NO PUBLISHED RESULT: the CoaT authors released no detector for CoaT Tiny; this config
+# applies the published variants' recipe (drop path 0, as for every variant but Small)
+# and has never been trained to a reported accuracy.
+_base_ = ['./_base_/mask_rcnn_coat_fpn.py', './_base_/coat_adamw_1x.py']
+custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
+
+model = dict(
+    backbone=dict(
+        arch='tiny',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_tiny_c6efc33c.pth')),
+    neck=dict(in_channels=[152, 152, 152, 152]))

@@ -1,0 +1,57 @@
+"""Multi-process training with tools/dist_train.sh (gloo on CPU) and resuming a killed run with
+tools/train.py --resume, on real configs shrunk to CPU size (see det_helpers)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import torch
+
+from det_helpers import CONFIG_DIR, REPO, TOOLS, run_tool, tiny_config_file
+
+
+def free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
+
+
+def test_dist_train_with_two_processes(coco_shapes, tmp_path):
+    work_dir = tmp_path / 'work'
+    config = tiny_config_file(CONFIG_DIR / 'mask_rcnn_coat_lite_mini_fpn_1x.py', coco_shapes,
+                              work_dir, tmp_path / 'tiny.py')
+    result = run_tool([str(TOOLS / 'dist_train.sh'), str(config), '2'],
+                      env={'PORT': free_port()})
+    assert 'Distributed training: True' in result.stdout + result.stderr
+    checkpoint = torch.load(work_dir / 'epoch_1.pth', weights_only=True)
+    # 8 images, 2 processes x 2 images: 2 iterations per epoch.
+    assert checkpoint['meta']['epoch'] == 1 and checkpoint['meta']['iter'] == 2
+
+
+def test_killed_run_resumes_where_its_last_checkpoint_left_off(coco_shapes, tmp_path):
+    work_dir = tmp_path / 'work'
+    config = tiny_config_file(CONFIG_DIR / 'mask_rcnn_coat_lite_small_fpn_1x.py', coco_shapes,
+                              work_dir, tmp_path / 'tiny.py', max_epochs=3)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    with open(tmp_path / 'killed.log', 'w') as log:
+        run = subprocess.Popen([sys.executable, str(TOOLS / 'train.py'), str(config)], cwd=REPO,
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        pointer = work_dir / 'last_checkpoint'
+        while not pointer.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGKILL)  # in epoch 2, right after epoch 1's checkpoint
+        run.wait()
+    assert run.returncode == -signal.SIGKILL, (tmp_path / 'killed.log').read_text()[-3000:]
+    assert pointer.read_text() == str(work_dir / 'epoch_1.pth')
+
+    result = run_tool([str(TOOLS / 'train.py'), str(config), '--resume'])
+    assert 'resumed epoch: 1, iter: 4' in result.stdout + result.stderr
+    final = torch.load(work_dir / 'epoch_3.pth', weights_only=True)
+    assert (final['meta']['epoch'], final['meta']['iter']) == (3, 12)
+    # AdamW took all 12 steps: its moments survived the kill (8 of the steps came after it).
+    steps = {int(state['step']) for state in final['optimizer']['state'].values()}
+    assert max(steps) == 12
+    assert final['optimizer']['state'][0]['step'] == 12

@@ -1,0 +1,224 @@
+"""Reliability of long runs, on a toy mmengine model (no mmdet): weights-only loading of mmengine
+checkpoints, checkpoints that are whole or absent after a kill, resuming, stopping on NaN."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.logging import HistoryBuffer
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch.utils.data import Dataset
+
+from coat_backbone.engine import NonFiniteLossError, adapt_to_machine
+from coat_backbone.engine.runtime import set_resume
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ToyModel(BaseModel):
+    """Linear regression; the loss is NaN for samples whose input is NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, x, y, mode='loss'):
+        prediction = self.linear(x).squeeze(-1)
+        if mode == 'loss':
+            return dict(loss=((prediction - y) ** 2).mean())
+        return prediction
+
+
+class ToyData(Dataset):
+    """8 samples; the `nan_at`-th sample drawn (counting from 0 across epochs) has a NaN input."""
+
+    def __init__(self, nan_at: int = -1) -> None:
+        self.nan_at = nan_at
+        self.drawn = 0
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> dict:
+        value = float('nan') if self.drawn == self.nan_at else float(index)
+        self.drawn += 1
+        return dict(x=torch.tensor([value, 1.0]), y=torch.tensor(float(index)))
+
+
+def toy_runner(work_dir, max_epochs, resume=False, max_keep_ckpts=-1, nan_at=-1,
+               checkpoint_hook='AtomicCheckpointHook') -> Runner:
+    return Runner(
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(dataset=ToyData(nan_at), batch_size=2, num_workers=0,
+                              collate_fn=dict(type='default_collate'),
+                              sampler=dict(type='DefaultSampler', shuffle=False)),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
+        # A 4-epoch plan, as configs state it (`end`): runs stopped early resume into the same plan.
+        param_scheduler=[dict(type='MultiStepLR', milestones=[3], by_epoch=True, begin=0, end=4)],
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        default_hooks=dict(checkpoint=dict(type=checkpoint_hook, interval=1,
+                                           max_keep_ckpts=max_keep_ckpts)),
+        custom_hooks=[dict(type='NonFiniteLossHook')],
+        resume=resume,
+        randomness=dict(seed=0))
+
+
+def adam_steps(runner: Runner) -> int:
+    return int(runner.optim_wrapper.optimizer.state_dict()['state'][0]['step'])
+
+
+def test_mmengine_checkpoint_loads_weights_only(tmp_path):
+    toy_runner(tmp_path, max_epochs=1).train()
+    checkpoint = torch.load(tmp_path / 'epoch_1.pth', weights_only=True)
+    assert isinstance(checkpoint['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+    assert checkpoint['message_hub']['log_scalars']['train/loss'].mean() > 0
+    # Without the allow-list (a fresh interpreter that never imports coat_backbone) it fails:
+    plain = subprocess.run(
+        [sys.executable, '-c', f'import torch; torch.load({str(tmp_path / "epoch_1.pth")!r})'],
+        capture_output=True, text=True)
+    assert plain.returncode != 0 and 'Weights only load failed' in plain.stderr
+
+
+def test_engine_does_not_import_mmdet_mmseg_or_mmcv_ops():
+    code = ('import sys, coat_backbone.engine.cli; '
+            'print(sorted(m for m in sys.modules if m.split(".")[0] in ("mmdet", "mmseg") '
+            'or m.startswith(("mmcv.ops", "mmcv._ext"))))')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == '[]'
+
+
+def test_weights_only_still_refuses_arbitrary_getattr(tmp_path):
+    # A function nested in a class pickles as getattr(HistoryBuffer, '__init__').
+    torch.save({'hook': HistoryBuffer.__init__}, tmp_path / 'evil.pth')
+    with pytest.raises(pickle.UnpicklingError, match='Refusing getattr'):
+        torch.load(tmp_path / 'evil.pth', weights_only=True)
+
+
+def test_resume_restores_optimizer_scheduler_and_counters(tmp_path):
+    toy_runner(tmp_path, max_epochs=2).train()
+    resumed = toy_runner(tmp_path, max_epochs=4, resume=True)
+    resumed.train()
+    assert resumed.epoch == 4 and resumed.iter == 16
+    assert adam_steps(resumed) == 16  # Adam moments carried over all 16 updates
+    # The scheduler's count was restored: the lr dropped at epoch 3, not 3 epochs after resuming.
+    assert resumed.optim_wrapper.get_lr()['lr'] == [pytest.approx(0.001)]
+
+
+KILLING_DRIVER = '''
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+from mmengine.fileio.backends.local_backend import LocalBackend
+import test_det_reliability as t
+
+saves = []
+original_put = LocalBackend.put
+
+def put(self, obj, filepath):
+    if '.pth' in str(filepath):
+        saves.append(filepath)
+        if len(saves) == 2:  # SIGKILL halfway through writing the second checkpoint
+            with open(filepath, 'wb') as file:
+                file.write(obj[:len(obj) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+    return original_put(self, obj, filepath)
+
+LocalBackend.put = put
+t.toy_runner({work_dir!r}, max_epochs=3, max_keep_ckpts=1).train()
+'''
+
+
+def test_kill_while_writing_checkpoint_leaves_last_checkpoint_loadable(tmp_path):
+    driver = tmp_path / 'driver.py'
+    driver.write_text(KILLING_DRIVER.format(tests=str(Path(__file__).parent),
+                                            work_dir=str(tmp_path / 'run')))
+    killed = subprocess.run([sys.executable, str(driver)], capture_output=True, text=True,
+                            cwd=REPO)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    run = tmp_path / 'run'
+    last = (run / 'last_checkpoint').read_text()
+    assert last == str(run / 'epoch_1.pth')  # kept although max_keep_ckpts=1
+    assert torch.load(last, weights_only=True)['meta']['epoch'] == 1
+    assert not (run / 'epoch_2.pth').exists() and (run / 'epoch_2.pth.partial').exists()
+
+    resumed = toy_runner(run, max_epochs=3, resume=True, max_keep_ckpts=1)
+    resumed.train()
+    assert adam_steps(resumed) == 12
+    assert sorted(p.name for p in run.glob('epoch_*')) == ['epoch_3.pth']
+
+
+def test_non_finite_loss_stops_training_naming_the_iteration(tmp_path):
+    runner = toy_runner(tmp_path, max_epochs=2, nan_at=12)  # epoch 2, batch 3 = iteration 7
+    with pytest.raises(NonFiniteLossError,
+                       match=r'iteration 7 \(epoch 2, batch 3 of the epoch\): loss=nan'):
+        runner.train()
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'epoch_1.pth')
+    assert not (tmp_path / 'epoch_2.pth').exists()
+
+
+def test_resume_auto_rejects_a_dangling_last_checkpoint(tmp_path):
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_9.pth'))
+    cfg = Config(dict(work_dir=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match='epoch_9.pth.*does not exist'):
+        set_resume(cfg, 'auto')
+    with pytest.raises(FileNotFoundError, match='no such checkpoint'):
+        set_resume(cfg, str(tmp_path / 'missing.pth'))
+    untouched = Config(dict(work_dir=str(tmp_path)))
+    set_resume(untouched, None)
+    assert 'resume' not in untouched
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU fallbacks')
+def test_adapt_to_machine_without_gpu(monkeypatch):
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', '29611')
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    cfg = Config(dict(
+        launcher='pytorch',
+        model=dict(type='X', head=[dict(norm_cfg=dict(type='SyncBN', requires_grad=True))]),
+        optim_wrapper=dict(type='AmpOptimWrapper', loss_scale='dynamic',
+                           optimizer=dict(type='AdamW', lr=1e-4))))
+    try:
+        adapt_to_machine(cfg)
+        assert dist.is_initialized() and dist.get_backend() == 'gloo'
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert cfg.optim_wrapper == dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4))
+    assert cfg.model_wrapper_cfg == dict(type='MMDistributedDataParallel', device_ids=None,
+                                         broadcast_buffers=False, find_unused_parameters=False)
+    assert cfg.model.head[0].norm_cfg.type == 'BN'
+
+
+def test_dist_scripts_check_their_arguments():
+    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh', 'slurm_test.sh'):
+        result = subprocess.run(['bash', str(REPO / 'tools' / script)], capture_output=True,
+                                text=True)
+        assert result.returncode == 2 and 'usage' in result.stderr
+
+
+def test_slurm_train_runs_srun_with_the_mmdet_conventions(tmp_path):
+    fake = tmp_path / 'srun'
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$SRUN_LOG"\n')
+    fake.chmod(0o755)
+    log = tmp_path / 'srun.log'
+    env = {**os.environ, 'PATH': f'{tmp_path}:{os.environ["PATH"]}', 'SRUN_LOG': str(log),
+           'GPUS': '16', 'SRUN_ARGS': '--quotatype=auto'}
+    subprocess.run(['bash', str(REPO / 'tools' / 'slurm_train.sh'), 'part', 'job', 'cfg.py', 'wd',
+                    '--amp'], env=env, check=True)
+    args = log.read_text().split('\n')
+    assert args[:7] == ['-p', 'part', '--job-name=job', '--gres=gpu:8', '--ntasks=16',
+                        '--ntasks-per-node=8', '--cpus-per-task=5']
+    assert '--quotatype=auto' in args
+    assert args[-6:-1] == [str(REPO / 'tools' / 'train.py'), 'cfg.py', '--work-dir=wd',
+                           '--launcher=slurm', '--amp']

@@ -1,0 +1,119 @@
+"""Tests of the synthetic COCO shapes generator: determinism, valid COCO, consistent annotations."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from coat_backbone import synthetic
+from coat_backbone.synthetic import CocoShapesArgs, coco_shapes_paths, generate_coco_shapes
+
+SMALL = CocoShapesArgs(num_train=6, num_val=3, img_size=64, max_objects=4, min_radius=4.0,
+                       max_radius=12.0, seed=3)
+
+
+def _files(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob('*') if p.is_file()}
+
+
+def test_same_args_give_identical_bytes(tmp_path):
+    first = _files(generate_coco_shapes(tmp_path / 'a', SMALL))
+    second = _files(generate_coco_shapes(tmp_path / 'b', SMALL))
+    assert len(first) == 3 + SMALL.num_train + SMALL.num_val  # manifest and two json files
+    assert first == second
+    reseeded = CocoShapesArgs(**{**vars(SMALL), 'seed': 4})
+    other = _files(generate_coco_shapes(tmp_path / 'c', reseeded))
+    assert other['train/000000.png'] != first['train/000000.png']
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_annotations_match_masks(tmp_path, split):
+    root = generate_coco_shapes(tmp_path, SMALL)
+    ann_file, img_dir = coco_shapes_paths(root, split)
+    coco = COCO(str(ann_file))
+    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(synthetic.SHAPE_CLASSES)
+    assert len(coco.getImgIds()) == (SMALL.num_train if split == 'train' else SMALL.num_val)
+    assert len(coco.getAnnIds()) >= len(coco.getImgIds())  # at least one shape per image
+    for img_id in coco.getImgIds():
+        info = coco.loadImgs(img_id)[0]
+        assert (img_dir / info['file_name']).is_file()
+        covered = np.zeros((info['height'], info['width']), dtype=np.int64)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=img_id)):
+            mask = coco.annToMask(ann).astype(bool)
+            ys, xs = np.nonzero(mask)
+            assert ann['bbox'] == [xs.min(), ys.min(), xs.max() - xs.min() + 1,
+                                   ys.max() - ys.min() + 1]
+            assert ann['area'] == mask.sum()
+            assert ann['iscrowd'] == 0
+            covered += mask
+        # Visible masks of occluding shapes never overlap.
+        assert covered.max() == 1
+
+
+def test_masks_are_the_visible_parts(monkeypatch):
+    drawn = []
+
+    def record(*args):
+        drawn.append(shape_mask(*args))
+        return drawn[-1]
+
+    shape_mask = synthetic._shape_mask
+    monkeypatch.setattr(synthetic, '_shape_mask', record)
+    args = CocoShapesArgs(img_size=64, max_objects=4, min_radius=10.0, max_radius=14.0)
+    occluded = 0
+    for index in range(20):
+        drawn.clear()
+        _, instances = synthetic.render_shapes_scene(np.random.default_rng([0, 0, index]), args)
+        on_top = np.zeros((64, 64), dtype=bool)
+        for _, visible in reversed(instances):
+            # Each mask is a whole drawn shape minus the shapes painted over it, and keeps at
+            # least half of the shape.
+            full = [m for m in drawn if np.array_equal(m & ~on_top, visible)]
+            assert full and visible.sum() >= 0.5 * full[0].sum()
+            occluded += int(not np.array_equal(full[0], visible))
+            on_top |= visible
+    assert occluded > 0
+
+
+def test_splits_are_disjoint(tmp_path):
+    root = generate_coco_shapes(tmp_path, SMALL)
+    pixels = {split: {p.read_bytes() for p in coco_shapes_paths(root, split)[1].glob('*.png')}
+              for split in ('train', 'val')}
+    assert len(pixels['train']) == SMALL.num_train and len(pixels['val']) == SMALL.num_val
+    assert not pixels['train'] & pixels['val']
+
+
+def test_regeneration_is_skipped_or_redone(tmp_path, monkeypatch):
+    root = generate_coco_shapes(tmp_path, SMALL)
+    before = _files(root)
+
+    def fail(*args, **kwargs):
+        raise AssertionError('an up-to-date dataset was regenerated')
+
+    with monkeypatch.context() as patch:
+        patch.setattr(synthetic, 'render_shapes_scene', fail)
+        generate_coco_shapes(tmp_path, SMALL)
+    assert _files(root) == before
+
+    # A missing image or other arguments trigger a full rewrite; stale images disappear.
+    (root / 'val' / '000000.png').unlink()
+    generate_coco_shapes(tmp_path, SMALL)
+    assert _files(root) == before
+    fewer = CocoShapesArgs(**{**vars(SMALL), 'num_val': 1})
+    generate_coco_shapes(tmp_path, fewer)
+    assert sorted(p.name for p in (root / 'val').iterdir()) == ['000000.png']
+    assert json.loads((root / 'manifest.json').read_text())['args']['num_val'] == 1
+
+
+def test_bad_input_is_refused(tmp_path):
+    (tmp_path / 'notes.txt').write_text('not a dataset')
+    with pytest.raises(FileExistsError, match='pass an empty or new directory'):
+        generate_coco_shapes(tmp_path, SMALL)
+    with pytest.raises(ValueError, match='img_size'):
+        generate_coco_shapes(tmp_path / 'x', CocoShapesArgs(img_size=16))
+    with pytest.raises(ValueError, match='max_radius'):
+        generate_coco_shapes(tmp_path / 'x', CocoShapesArgs(min_radius=30, max_radius=20))
+    with pytest.raises(ValueError, match='split'):
+        coco_shapes_paths(tmp_path, 'test')

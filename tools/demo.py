@@ -1,0 +1,70 @@
+#!/usr/bin/env python
+"""Run a trained detector on images and save pictures of its boxes and masks.
+
+    python tools/demo.py CONFIG CHECKPOINT IMAGE_OR_FOLDER [...] [--out-dir outputs/demo]
+        [--score-thr 0.3] [--device cpu|cuda] [--save-pred]
+
+Pictures go to OUT_DIR/vis/<image name>; with --save-pred the raw predictions go to
+OUT_DIR/preds/<image name>.json. Built on mmdet's DetInferencer.
+"""
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+# From a checkout, use its coat_backbone even when the package is not installed.
+ROOT = Path(__file__).resolve().parents[1]
+if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Registers CoaT and lets weights-only torch.load read mmengine checkpoints.
+import coat_backbone.engine  # noqa: E402,F401
+
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def list_images(inputs: List[str]) -> List[str]:
+    """Image files given directly or found (not recursively) in the given folders."""
+    images: List[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images += sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            images.append(str(path))
+        else:
+            raise FileNotFoundError(f'No such image or folder: {item}')
+    if not images:
+        raise FileNotFoundError(f'No image ({", ".join(IMAGE_SUFFIXES)}) in {inputs}')
+    return images
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description='Draw a detector\'s predictions on images.')
+    parser.add_argument('config', help='the config the checkpoint was trained with')
+    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument('inputs', nargs='+', help='images, or folders of images')
+    parser.add_argument('--out-dir', default='outputs/demo', help='where pictures are saved')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='draw predictions scoring at least this')
+    parser.add_argument('--device', default=None,
+                        help='e.g. cpu, cuda:0 (default: cuda when available)')
+    parser.add_argument('--save-pred', action='store_true', help='also save predictions as json')
+    args = parser.parse_args(argv)
+
+    for path in (args.config, args.checkpoint):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f'No such file: {path}')
+    images = list_images(args.inputs)
+
+    from mmdet.apis import DetInferencer  # after the checks: importing mmdet takes seconds
+
+    inferencer = DetInferencer(model=args.config, weights=args.checkpoint, device=args.device,
+                               show_progress=False)
+    inferencer(images, out_dir=args.out_dir, pred_score_thr=args.score_thr,
+               no_save_pred=not args.save_pred)
+    print(f'Saved {len(images)} pictures to {Path(args.out_dir) / "vis"}')
+
+
+if __name__ == '__main__':
+    main()

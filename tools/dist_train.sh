@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Train with NUM_PROCESSES processes per machine through torchrun (torch.distributed.run): one per
+# GPU, or gloo processes on CPU when there is no GPU.
+#   tools/dist_train.sh CONFIG NUM_PROCESSES [tools/train.py options]
+# Several machines: NNODES, NODE_RANK, MASTER_ADDR and PORT (default 29500) on each of them.
+# PYTHON selects the interpreter (default: python).
+set -euo pipefail
+if [ $# -lt 2 ]; then
+  echo "usage: $0 CONFIG NUM_PROCESSES [options of tools/train.py]" >&2
+  exit 2
+fi
+CONFIG=$1
+NPROC=$2
+shift 2
+TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+exec "${PYTHON:-python}" -m torch.distributed.run \
+  --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
+  --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
+  --nproc_per_node="$NPROC" \
+  "$TOOLS/train.py" "$CONFIG" --launcher pytorch "$@"
