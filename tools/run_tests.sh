@@ -5,4 +5,6 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/tools/setup_env.sh"
 cd "$ROOT"
+# Some tests run two training processes on the same cores: spinning OpenMP threads stall them.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec "${COAT_VENV:-$ROOT/.venv}/bin/python" -m pytest "$@"
