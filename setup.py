@@ -9,6 +9,8 @@ from setuptools import find_packages, setup
 DETECTION = ['mmdet>=3.0.0,<3.4.0', 'pycocotools']
 # mmseg.models imports its CLIP tokenizer, which needs ftfy and regex (not declared by mmseg).
 SEGMENTATION = ['mmsegmentation>=1.0.0,<1.3.0', 'ftfy', 'regex']
+# tools/export_onnx.py: export (onnxscript for torch's dynamo exporter) and the onnxruntime check.
+ONNX = ['onnx', 'onnxruntime', 'onnxscript']
 TESTS = ['pytest']
 
 setup(
@@ -25,7 +27,8 @@ setup(
     extras_require={
         'det': DETECTION,
         'seg': SEGMENTATION,
+        'onnx': ONNX,
         'tests': TESTS,
-        'all': DETECTION + SEGMENTATION + TESTS,
+        'all': DETECTION + SEGMENTATION + ONNX + TESTS,
     },
 )

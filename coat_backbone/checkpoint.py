@@ -15,7 +15,8 @@ Loading is all or nothing: another variant's weights, missing keys or foreign ke
 """
 import pickle
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Tuple
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -45,22 +46,34 @@ class _Inert(metaclass=_InertMeta):
         return cls
 
 
-def _inert_globals(path: str) -> list:
-    """Allowlist entries mapping the file's non-weight globals to `_Inert`."""
+@contextmanager
+def _inert_metadata(path: str) -> Iterator[None]:
+    """While loading `path`, every non-weight global of the file resolves to `_Inert`.
+
+    Process-wide allowlists (coat_backbone.engine registers mmengine's types so that resuming
+    works) are set aside meanwhile, so that a weights load never rebuilds metadata objects.
+    """
+    saved = torch.serialization.get_safe_globals()
+    torch.serialization.clear_safe_globals()
     try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError):
-        return []  # not a zip checkpoint: torch.load below reports what is wrong with it
-    return [(_Inert, name) for name in names] + [
-        (_InertMeta, f'{_InertMeta.__module__}.{_InertMeta.__qualname__}')]
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except (RuntimeError, ValueError, OSError, pickle.UnpicklingError):
+            names = []  # not a zip checkpoint: torch.load reports what is wrong with it
+        torch.serialization.add_safe_globals(
+            [(_Inert, name) for name in names]
+            + [(_InertMeta, f'{_InertMeta.__module__}.{_InertMeta.__qualname__}')])
+        yield
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(saved)
 
 
 def read_checkpoint(path: str) -> dict:
     """Load a checkpoint with `weights_only=True`; metadata objects come back as inert
     placeholders, tensors and plain containers as they are."""
     try:
-        with get_local_path(path) as local_path, torch.serialization.safe_globals(
-                _inert_globals(local_path)):
+        with get_local_path(path) as local_path, _inert_metadata(local_path):
             return torch.load(local_path, map_location='cpu', weights_only=True)
     except FileNotFoundError as error:
         raise CheckpointError(f'Checkpoint not found: {path}. Check the path (official weights go '

@@ -3,7 +3,6 @@
 Both work from what mmengine already produces: the ``scalars.json`` of ``LocalVisBackend`` (any
 task), and a detector's ``test_step`` outputs drawn by the config's ``DetLocalVisualizer``.
 """
-import json
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
@@ -17,26 +16,19 @@ from mmengine.model import BaseModel
 from mmengine.structures import BaseDataElement, InstanceData
 from mmengine.visualization import Visualizer
 
+from .training_logs import read_run_log
+
 Series = Dict[str, List[float]]
 _GAP = 12  # white pixels between gallery tiles
 _TITLE_HEIGHT = 28
 
 
 def read_scalars(scalars_file: Union[str, Path]) -> Dict[str, Series]:
-    """Parse a ``LocalVisBackend`` ``scalars.json`` into ``{key: dict(step=[..], value=[..])}``."""
-    curves: Dict[str, Series] = {}
-    with open(scalars_file, encoding='utf-8') as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            step = record.pop('step')
-            for key, value in record.items():
-                if isinstance(value, (int, float)):
-                    curve = curves.setdefault(key, dict(step=[], value=[]))
-                    curve['step'].append(step)
-                    curve['value'].append(value)
-    return curves
+    """A ``LocalVisBackend`` ``scalars.json`` as ``{key: dict(step=[..], value=[..])}``: training
+    scalars against the iteration, validation metrics against their logged step."""
+    log = read_run_log(scalars_file)
+    return {key: dict(step=steps, value=values)
+            for key, (steps, values) in {**log.train, **log.val}.items()}
 
 
 def plot_training_curve(scalars_file: Union[str, Path], out_file: Union[str, Path],

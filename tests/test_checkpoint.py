@@ -202,8 +202,11 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
     state_dict = CoaT(TINY_LITE).state_dict()
     path = _save(tmp_path, {'state_dict': state_dict, 'meta': {'hook': _Payload()}})
     model = CoaT(TINY_LITE)
+    allowlist = set(torch.serialization.get_safe_globals())
     load_coat_checkpoint(model, path)
     assert not _Payload.ran
+    # The process-wide allowlist (mmengine's types, for resuming) is back as it was.
+    assert set(torch.serialization.get_safe_globals()) == allowlist
     _assert_loaded(model, state_dict)
     with pytest.raises(CheckpointError, match='No weights found'):
         load_coat_checkpoint(model, _save(tmp_path, {'whole_model': _Payload()}, 'obj.pth'))

@@ -1,0 +1,165 @@
+"""Parameters and multiply-accumulates (MACs) of a CoaT model, per scale, without any data.
+
+Counters that only hook `nn.Conv2d` / `nn.Linear` miss the factorized attention's two matrix
+products (softmax(K)^T V and Q (softmax(K)^T V)), which are plain matmuls inside
+`FactorAttnConvRelPosEnc`; this counter adds them from the attention's input shape. The
+convolutional position encodings (CPE, CRPE) are depthwise convolutions and are counted as such,
+once per call: a shared CPE/CRPE module runs (and costs) once in every block that uses it.
+
+What is counted, per call, from the shapes the model really sees (the forward runs on the `meta`
+device, so no memory or compute is spent, at any input size):
+- conv: `out_elements * in_channels / groups * kernel_area` (bias not counted);
+- linear: `out_elements * in_features` (bias not counted);
+- attention: `2 * tokens * channels * head_channels` per attention;
+- norm_resize, NOT multiply-accumulates: LayerNorm at 5 operations per element and bilinear
+  resizing at 4 per output element, the convention of fvcore, kept apart only because the paper's
+  GMACs include them. Softmax, GELU, residual additions and the CRPE product Q * conv(V) are not
+  counted, as in fvcore and `torch.utils.flop_counter`.
+FLOPs = 2 x MACs (one multiply and one add each).
+"""
+import copy
+import math
+import re
+from dataclasses import dataclass, fields
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn as nn
+
+from .coat import CoaT, FactorAttnConvRelPosEnc, ParallelBlock
+
+Size = Tuple[int, int]
+
+# GMACs at 224x224 of the ImageNet classifiers, as published in the CoaT paper (Table 2).
+PAPER_GMACS_224: Dict[str, float] = {
+    'tiny': 4.35, 'mini': 6.82, 'small': 12.61, 'lite_tiny': 1.60, 'lite_mini': 2.00,
+    'lite_small': 3.96, 'lite_medium': 9.81}
+
+ROWS = ('scale1', 'scale2', 'scale3', 'scale4', 'shared_mlp', 'head')
+_PATCH_SIZES = (4, 2, 2, 2)
+# Parameters named after their scale: `patch_embed2.*`, `serial_blocks3.*`, ...
+_SCALE_PARAM = re.compile(r'^(?:patch_embed|cls_token|cpe|crpe|serial_blocks)(\d)')
+# Parallel-block modules of one scale: `parallel_blocks.0.factoratt_crpe3.*`, ...
+_PARALLEL_SCALE_PARAM = re.compile(r'^parallel_blocks\.\d+\.(?:norm1|factoratt_crpe|norm2)(\d)')
+_PARALLEL_MLP_PARAM = re.compile(r'^parallel_blocks\.\d+\.mlp\d')
+
+
+@dataclass
+class Cost:
+    """Parameters and operation counts of one row (a scale, the shared MLPs or the head)."""
+    params: int = 0
+    conv: int = 0
+    linear: int = 0
+    attention: int = 0
+    norm_resize: int = 0
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of convolutions, linear layers and attention matmuls."""
+        return self.conv + self.linear + self.attention
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def paper_macs(self) -> int:
+        """MACs as the paper (fvcore) counts them: plus LayerNorm and bilinear resizing."""
+        return self.macs + self.norm_resize
+
+    def __add__(self, other: 'Cost') -> 'Cost':
+        return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                       for f in fields(self)})
+
+
+def grid_sizes(height: int, width: int) -> List[Size]:
+    """Token grid (rows, columns) of each of the four scales for an input of this size."""
+    sizes = []
+    for patch in _PATCH_SIZES:
+        height, width = height // patch, width // patch
+        if height == 0 or width == 0:
+            raise ValueError('The input is too small for CoaT: every side needs at least 32 '
+                             'pixels (four scales, total stride 32).')
+        sizes.append((height, width))
+    return sizes
+
+
+def _param_row(name: str) -> str:
+    match = _SCALE_PARAM.match(name) or _PARALLEL_SCALE_PARAM.match(name)
+    if match:
+        return f'scale{match.group(1)}'
+    return 'shared_mlp' if _PARALLEL_MLP_PARAM.match(name) else 'head'
+
+
+class _Counter:
+    """Forward hooks that add each call's cost to the row of the scale it ran at.
+
+    A tensor's scale is read from its number of positions: the scales' grids shrink at least
+    four-fold from one scale to the next, so positions (with or without the class token) identify
+    the scale. Tensors without positions (the classification head) go to the 'head' row.
+    """
+
+    def __init__(self, sizes: List[Size]) -> None:
+        self.rows = {row: Cost() for row in ROWS}
+        self._scale_of = {h * w: f'scale{i + 1}' for i, (h, w) in enumerate(sizes)}
+
+    def _row(self, positions: int) -> str:
+        row = self._scale_of.get(positions) or self._scale_of.get(positions - 1)
+        if row is None:
+            raise RuntimeError(f'A tensor with {positions} positions matches no CoaT scale.')
+        return row
+
+    def _token_row(self, tensor: torch.Tensor) -> str:
+        return self._row(tensor.shape[1]) if tensor.dim() == 3 else 'head'
+
+    def conv(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        row = self._row(output.shape[2] * output.shape[3]) if output.dim() == 4 else 'head'
+        self.rows[row].conv += (output.numel() * module.in_channels // module.groups
+                                * math.prod(module.kernel_size))
+
+    def linear(self, module: nn.Linear, inputs: tuple, output: torch.Tensor) -> None:
+        self.rows[self._token_row(inputs[0])].linear += output.numel() * module.in_features
+
+    def attention(self, module: FactorAttnConvRelPosEnc, inputs: tuple,
+                  output: torch.Tensor) -> None:
+        batch, tokens, channels = inputs[0].shape
+        head_channels = channels // module.num_heads
+        self.rows[self._row(tokens)].attention += 2 * batch * tokens * channels * head_channels
+
+    def norm(self, module: nn.LayerNorm, inputs: tuple, output: torch.Tensor) -> None:
+        self.rows[self._token_row(output)].norm_resize += 5 * output.numel()
+
+    def fusion(self, module: ParallelBlock, inputs: tuple, output: List[torch.Tensor]) -> None:
+        """Each of scales 2-4 receives the other two, bilinearly resized to its grid."""
+        for tokens in output:
+            image_elements = tokens.numel() - tokens.shape[0] * tokens.shape[2]
+            self.rows[self._row(tokens.shape[1])].norm_resize += 2 * 4 * image_elements
+
+
+def count_complexity(model: CoaT, input_size: Size, batch_size: int = 1) -> Dict[str, Cost]:
+    """Parameters and operations of `model` on a (batch_size, C, *input_size) input, per row of
+    `ROWS`: the four scales, the MLPs parallel blocks share across scales 2-4 (parameters only;
+    their operations are counted at the scale they run on), and the classification head."""
+    if not isinstance(model, CoaT):
+        raise TypeError(f'count_complexity counts CoaT models, got {type(model).__name__}.')
+    counter = _Counter(grid_sizes(*input_size))
+    for name, param in model.named_parameters():  # shared parameters are listed once
+        counter.rows[_param_row(name)].params += param.numel()
+
+    meta_model = copy.deepcopy(model).to('meta').eval()
+    hooks = {nn.Conv2d: counter.conv, nn.Conv1d: counter.conv, nn.Linear: counter.linear,
+             FactorAttnConvRelPosEnc: counter.attention, nn.LayerNorm: counter.norm,
+             ParallelBlock: counter.fusion}
+    for module in meta_model.modules():
+        hook = hooks.get(type(module))
+        if hook is not None:
+            module.register_forward_hook(hook)
+    in_channels = meta_model.patch_embed1.proj.in_channels
+    with torch.no_grad():
+        meta_model(torch.empty(batch_size, in_channels, *input_size, device='meta'))
+    return counter.rows
+
+
+def total_cost(rows: Dict[str, Cost]) -> Cost:
+    """The sum of all rows."""
+    return sum(rows.values(), Cost())

@@ -1,0 +1,176 @@
+"""Converting, publishing and verifying CoaT checkpoints.
+
+Conversion reads any file `coat_backbone.checkpoint` accepts (official, timm, mmengine detector or
+segmentor files), checks the weights against the model strictly, and writes only weights plus a
+small plain `meta` dict, so the result loads with `weights_only=True` anywhere. Files are written
+atomically and never over an existing file unless asked: nothing a user has is lost.
+"""
+import hashlib
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Optional, Union
+
+import torch
+
+from .checkpoint import (CheckpointError, StateDict, extract_state_dict, infer_arch,
+                         match_state_dict, read_checkpoint)
+from .coat import CoaT, CoaTClassifier
+
+PathLike = Union[str, Path]
+
+# sha256 prefix of each published official checkpoint -> (arch, training resolution).
+PUBLISHED: Dict[str, tuple] = {
+    'c6efc33c': ('tiny', 224), '40667eec': ('mini', 224), '7479cf9b': ('small', 224),
+    'e88e96b0': ('lite_tiny', 224), '6b4a8ae5': ('lite_mini', 224),
+    '8d362f48': ('lite_small', 224), 'a750cd63': ('lite_medium', 224),
+    'f9129688': ('lite_medium', 384)}
+
+# backbone: CoaT keys; backbone-prefixed: the same under `backbone.` (a detector's or segmentor's
+# `load_from` then fills the backbone only); classifier: CoaTClassifier keys, the timm layout;
+# weights: every weight of the file as it is (e.g. a whole detector), training state dropped.
+FORMATS = ('backbone', 'backbone-prefixed', 'classifier', 'weights')
+_NAME_HASH = re.compile(r'_([0-9a-f]{8})$')
+
+
+def sha256_of(path: PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as file:
+        for chunk in iter(lambda: file.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def published_path(path: PathLike, sha256: str) -> Path:
+    """`name.pth` -> `name_<sha256[:8]>.pth`, the convention torch.hub and mmengine check."""
+    path = Path(path)
+    return path.with_name(f'{path.stem}_{sha256[:8]}{path.suffix}')
+
+
+def _plain(value: object) -> Optional[object]:
+    """`value` if it is built only of plain Python types (drops unpickled placeholders)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_plain(item) for item in value]
+        lost = any(new is None and old is not None for new, old in zip(items, value))
+        return None if lost else type(value)(items)
+    if isinstance(value, dict):
+        return {key: new for key, item in value.items()
+                if isinstance(key, str) and (new := _plain(item)) is not None}
+    return None
+
+
+def _backbone_state(state_dict: StateDict, arch: Union[str, dict], classifier: bool,
+                    source: str) -> StateDict:
+    """Fit the weights to CoaT / CoaTClassifier strictly and return the model's state dict."""
+    if classifier:
+        if 'head.weight' not in state_dict:
+            raise CheckpointError(f'{source} has no classification head (head.weight): a '
+                                  f'classifier cannot be made from it; convert to a backbone.')
+        model = CoaTClassifier(arch, num_classes=state_dict['head.weight'].shape[0])
+    else:
+        model = CoaT(arch)
+    try:
+        matched, _ = match_state_dict(model, state_dict)
+    except CheckpointError as error:
+        raise CheckpointError(f'Cannot convert {source}: {error}') from None
+    model.load_state_dict(matched, strict=True)
+    return model.state_dict()
+
+
+def convert_checkpoint(source: PathLike, to: str = 'backbone',
+                       arch: Optional[Union[str, dict]] = None) -> dict:
+    """The `{'state_dict': ..., 'meta': ...}` checkpoint of `source` in format `to` (`FORMATS`).
+
+    `arch` is needed only when the weights are not a published variant (`infer_arch`).
+    """
+    if to not in FORMATS:
+        raise ValueError(f'Unknown format {to!r}: choose one of {FORMATS}.')
+    source = str(source)
+    checkpoint = read_checkpoint(source)
+    meta = dict(converted_from=os.path.basename(source), source_sha256=sha256_of(source),
+                coat_format=to)
+    if to == 'weights':
+        state_dict, _ = extract_state_dict(checkpoint, prefix='')
+        return dict(state_dict=state_dict, meta={**(_plain(checkpoint.get('meta')) or {}), **meta})
+    state_dict, _ = extract_state_dict(checkpoint)
+    arch = arch or infer_arch(state_dict)
+    if arch is None:
+        raise CheckpointError(f'The weights of {source} are not a published CoaT variant; pass '
+                              f'the arch (a name or a dict of its settings) explicitly.')
+    state_dict = _backbone_state(state_dict, arch, to == 'classifier', source)
+    if to == 'backbone-prefixed':
+        state_dict = {f'backbone.{key}': value for key, value in state_dict.items()}
+    meta['coat_arch'] = arch
+    return dict(state_dict=state_dict, meta=meta)
+
+
+def write_atomically(path: PathLike, write: Callable[[Path], None], force: bool = False,
+                     protected: Iterable[PathLike] = (),
+                     rename: Optional[Callable[[Path], Path]] = None) -> Path:
+    """Write a file through `write(temporary_path)` next to `path`, then move it into place.
+
+    A reader never sees a half-written file, and an existing file is replaced only when `force`
+    (and never a `protected` one, such as the conversion's input). `rename` maps the finished
+    temporary file to its final path (content-addressed names). Returns the final path.
+    """
+    path = Path(path)
+    protected = {Path(p).resolve() for p in protected}
+
+    def check(final: Path) -> None:
+        if final.resolve() in protected:
+            raise FileExistsError(f'{final} is an input of this command; write elsewhere.')
+        if final.exists() and not force:
+            raise FileExistsError(f'{final} exists; choose another name or pass --force to '
+                                  f'replace it.')
+
+    if rename is None:
+        check(path)  # fail before the work when the name is known in advance
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        write(temporary)
+        final = rename(temporary) if rename else path
+        check(final)
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return final
+
+
+def save_checkpoint(checkpoint: dict, path: PathLike, force: bool = False, publish: bool = False,
+                    protected: Iterable[PathLike] = ()) -> Path:
+    """torch.save `checkpoint` atomically; with `publish` the file name gets its sha256 prefix."""
+    def write(temporary: Path) -> None:
+        with open(temporary, 'xb') as file:
+            torch.save(checkpoint, file)
+
+    rename = (lambda temporary: published_path(path, sha256_of(temporary))) if publish else None
+    return write_atomically(path, write, force=force, protected=protected, rename=rename)
+
+
+@dataclass
+class Verification:
+    """What a checkpoint file is: its hash, the published file it matches, its variant."""
+    sha256: str
+    published: Optional[tuple]  # (arch, resolution) when the hash is a published one
+    arch: Optional[str]  # the variant the weights' shapes say, whatever the hash
+    name_hash: Optional[str]  # the `_<8 hex>` suffix of the file name, if it has one
+
+    @property
+    def name_matches(self) -> Optional[bool]:
+        return None if self.name_hash is None else self.sha256.startswith(self.name_hash)
+
+
+def verify_checkpoint(path: PathLike) -> Verification:
+    """Hash `path`, look it up among the published files and infer its variant from its weights."""
+    path = Path(path)
+    state_dict, _ = extract_state_dict(read_checkpoint(str(path)))
+    sha256 = sha256_of(path)
+    match = _NAME_HASH.search(path.stem)
+    return Verification(sha256=sha256, published=PUBLISHED.get(sha256[:8]),
+                        arch=infer_arch(state_dict), name_hash=match.group(1) if match else None)

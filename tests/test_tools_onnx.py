@@ -1,0 +1,64 @@
+"""tools/export_onnx.py: ONNX files with dynamic batch, height and width that onnxruntime runs
+like PyTorch at sizes other than the traced one, with either exporter."""
+import onnx
+import pytest
+
+from tiny_archs import TINY_COAT, TINY_LITE
+from tool_runner import load_tool
+
+export = load_tool('export_onnx')
+# The smallest model that still has every kind of layer: torch.export traces symbolic shapes
+# op by op, so the dynamo exporter's time grows with the number of blocks.
+MINIMAL_LITE = dict(TINY_LITE, serial_depths=[1, 1, 1, 1])
+
+
+def _differences(output: str) -> list:
+    return [float(line.split('max abs difference ')[1].split()[0])
+            for line in output.splitlines() if 'max abs difference' in line]
+
+
+def _dims(path, which: str) -> list:
+    values = getattr(onnx.load(str(path)).graph, which)
+    return [[d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+            for value in values]
+
+
+def test_dynamo_backbone(tmp_path, capsys):
+    out = tmp_path / 'backbone.onnx'
+    assert export.main([str(out), '--arch', repr(MINIMAL_LITE), '--shape', '64', '96']) == 0
+    printed = capsys.readouterr().out
+    assert 'at 64x96' in printed and 'at 81x73' in printed  # traced size, and another
+    differences = _differences(printed)
+    assert len(differences) == 2 and max(differences) <= 1e-4
+    assert _dims(out, 'input') == [['batch', 3, 'height', 'width']]
+    assert _dims(out, 'output')[3] == ['batch', 40, '(height//32)', '(width//32)']
+
+
+def test_torchscript_backbone_and_classifier(tmp_path, capsys):
+    backbone = tmp_path / 'backbone.onnx'
+    assert export.main([str(backbone), '--arch', repr(TINY_COAT), '--exporter', 'torchscript',
+                        '--shape', '96', '--check-shape', '67', '131']) == 0
+    printed = capsys.readouterr().out
+    assert 'stride4, stride8, stride16, stride32' in printed and 'at 67x131' in printed
+    assert max(_differences(printed)) <= 1e-4
+    assert _dims(backbone, 'input') == [['batch', 3, 'height', 'width']]
+
+    classifier = tmp_path / 'classifier.onnx'
+    assert export.main([str(classifier), '--arch', repr(TINY_COAT), '--classifier',
+                        '--exporter', 'torchscript', '--shape', '64']) == 0
+    printed = capsys.readouterr().out
+    assert 'outputs logits' in printed and max(_differences(printed)) <= 1e-4
+    assert _dims(classifier, 'output') == [['batch', 1000]]
+
+    before = backbone.read_bytes()
+    assert export.main([str(backbone), '--arch', repr(TINY_COAT), '--exporter',
+                        'torchscript']) == 2
+    assert 'exists' in capsys.readouterr().err and backbone.read_bytes() == before
+
+
+def test_cli_errors():
+    for argv, code in ((['--help'], 0), (['x.onnx'], 2), (['x.onnx', '--arch', 'small',
+                                                           '--exporter', 'tvm'], 2)):
+        with pytest.raises(SystemExit) as exit_info:
+            export.main(argv)
+        assert exit_info.value.code == code

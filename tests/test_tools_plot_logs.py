@@ -1,0 +1,120 @@
+"""tools/plot_logs.py on the logs of real mmengine runs (a tiny epoch-based Runner run) and of an
+iteration-based (mmseg-style) run."""
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.evaluator import BaseMetric, Evaluator
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from PIL import Image
+
+from coat_backbone.training_logs import read_run_log
+from tool_runner import load_tool
+
+plot_logs = load_tool('plot_logs')
+
+
+class _Regressor(BaseModel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, targets, mode='tensor'):
+        outputs = self.linear(inputs)  # default_collate: batched tensors
+        if mode == 'loss':
+            return dict(loss=((outputs - targets) ** 2).mean())
+        return list(zip(outputs, targets))
+
+
+class _Metric(BaseMetric):
+    default_prefix = 'toy'
+
+    def process(self, data_batch, data_samples) -> None:
+        self.results += [float((o - t).abs().mean()) for o, t in data_samples]
+
+    def compute_metrics(self, results) -> dict:
+        return {'mAP': 1.0 / (1.0 + sum(results) / len(results))}
+
+
+@pytest.fixture(scope='module')
+def epoch_run(tmp_path_factory):
+    """A 3-epoch mmengine run validating every epoch, logging every 2 iterations."""
+    work_dir = tmp_path_factory.mktemp('work_dirs') / 'toy_epochs'
+    data = [dict(inputs=torch.randn(2), targets=torch.randn(1)) for _ in range(8)]
+    loader = dict(dataset=data, batch_size=2, sampler=dict(type='DefaultSampler', shuffle=False),
+                  collate_fn=dict(type='default_collate'))
+    runner = Runner(
+        model=_Regressor(), work_dir=str(work_dir), train_dataloader=loader,
+        val_dataloader=loader, val_evaluator=Evaluator(_Metric()),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        param_scheduler=dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=6),
+        train_cfg=dict(by_epoch=True, max_epochs=3, val_interval=1), val_cfg=dict(),
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=2),
+                           checkpoint=dict(type='CheckpointHook', interval=100)),
+        visualizer=dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]),
+        default_scope=None, log_level='WARNING')
+    runner.train()
+    return work_dir
+
+
+@pytest.fixture
+def iter_run(tmp_path):
+    """An iteration-based run as mmseg logs it: metrics at iterations, no epochs."""
+    vis_data = tmp_path / 'seg_iters' / '20250101_120000' / 'vis_data'
+    vis_data.mkdir(parents=True)
+    lines = [dict(lr=1e-4 * i, loss=2.0 / i, iter=50 * i, step=50 * i, time=0.3)
+             for i in range(1, 5)] + [dict(aAcc=80.0, mIoU=40.5, mAcc=50.0, step=200)]
+    (vis_data / 'scalars.json').write_text('\n'.join(json.dumps(line) for line in lines) + '\n')
+    return tmp_path / 'seg_iters'
+
+
+def test_reads_a_real_run(epoch_run):
+    log = read_run_log(epoch_run)  # the work_dir: its latest timestamp folder is found
+    assert log.name == 'toy_epochs' and log.last_epoch == 3 and log.val_unit == 'epoch'
+    assert {'loss', 'lr', 'toy/mAP'} <= set(log.keys())
+    (epochs, values), unit = log.curve('toy/mAP')
+    assert epochs == [1, 2, 3] and unit == 'epoch' and all(0 < v <= 1 for v in values)
+    (iterations, _), unit = log.curve('loss')
+    assert iterations == sorted(iterations) and iterations[-1] == 12 and unit == 'iteration'
+
+
+def test_metrics_logged_by_iteration_in_an_epoch_based_run(tmp_path):
+    """LoggerHook(log_metric_by_epoch=False): validation steps are iterations."""
+    scalars = tmp_path / 'scalars.json'
+    scalars.write_text('{"loss": 1.0, "lr": 0.1, "epoch": 1, "iter": 50, "step": 50}\n'
+                       '{"coco/bbox_mAP": 0.3, "step": 50}\n')
+    log = read_run_log(scalars)
+    assert log.last_epoch == 1 and log.val_unit == 'iteration'
+    assert log.curve('coco/bbox_mAP') == (([50], [0.3]), 'iteration')
+
+
+def test_plots_default_keys_of_several_runs(epoch_run, iter_run, tmp_path, capsys):
+    out = tmp_path / 'curves.png'
+    assert plot_logs.main([str(epoch_run), str(iter_run), '--legend', 'det', 'seg',
+                           '--out', str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert 'loss, lr, mIoU, toy/mAP' in printed and "seg has no ['toy/mAP']" in printed
+    with Image.open(out) as png:
+        assert png.format == 'PNG' and png.width > 800 and png.height > 600  # 2 x 2 panels
+
+
+def test_missing_keys_name_the_available_ones(epoch_run, iter_run, tmp_path, capsys):
+    assert plot_logs.main([str(iter_run), '--keys', 'coco/bbox_mAP', '--out',
+                           str(tmp_path / 'x.png')]) == 2
+    error = capsys.readouterr().err
+    assert 'has none of the keys' in error and 'mIoU' in error and 'loss' in error
+    assert not (tmp_path / 'x.png').exists()
+    assert plot_logs.main([str(epoch_run / 'nothing_here')]) == 2
+    assert 'No mmengine scalar log' in capsys.readouterr().err
+    assert plot_logs.main([str(iter_run), '--list']) == 0
+    assert 'aAcc, loss, lr, mAcc, mIoU, time' in capsys.readouterr().out
+    for argv, code in ((['--help'], 0), ([str(iter_run), '--legend', 'a', 'b'], 2)):
+        with pytest.raises(SystemExit) as exit_info:
+            plot_logs.main(argv)
+        assert exit_info.value.code == code
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"loss": 1, "iter": 1}\nnot json\n')
+    assert plot_logs.main([str(bad)]) == 2
+    assert 'line 2, is not JSON' in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""Parameters and multiply-accumulates (MACs) of a CoaT backbone or classifier, per scale and in
+total, without data or weights.
+
+Examples:
+    python tools/get_flops.py --arch small                      # backbone at 800x1333 (H x W)
+    python tools/get_flops.py configs/mask_rcnn_coat_small_fpn_1x.py --shape 800 1344
+    python tools/get_flops.py --arch lite_small --classifier    # ImageNet classifier at 224x224
+
+MACs count convolutions (including the CPE / CRPE depthwise convolutions), linear layers and the
+factorized attention's two matrix products; FLOPs = 2 x MACs. The paper's GMACs also count
+LayerNorm and bilinear resizing the way fvcore does; that column is shown apart.
+"""
+import argparse
+import sys
+from typing import List, Tuple
+
+from coat_backbone.analysis import PAPER_GMACS_224, ROWS, count_complexity, total_cost
+from coat_backbone.builder import build_model, parse_arch
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', nargs='?',
+                        help='mmdet / mmseg config; only its model.backbone is built')
+    parser.add_argument('--arch', type=parse_arch,
+                        help='CoaT variant instead of a config: a name (small, lite_small, ...) '
+                             'or a dict of settings')
+    parser.add_argument('--classifier', action='store_true',
+                        help='count the ImageNet classifier (with --arch); default shape 224')
+    parser.add_argument('--shape', type=int, nargs='+', metavar='SIZE',
+                        help='input height and width (one value: square). Default: 800 1333 '
+                             '(H W, detection test scale; mmdet pads it to 800 1344), 224 with '
+                             '--classifier')
+    args = parser.parse_args(argv)
+    if (args.config is None) == (args.arch is None):
+        parser.error('give either a config or --arch')
+    if args.shape is not None and len(args.shape) not in (1, 2):
+        parser.error('--shape takes one (square) or two (height width) values')
+    return args
+
+
+def input_shape(args: argparse.Namespace) -> Tuple[int, int]:
+    if args.shape is None:
+        return (224, 224) if args.classifier else (800, 1333)
+    return (args.shape[0], args.shape[-1])
+
+
+def main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    shape = input_shape(args)
+    try:
+        model = build_model(arch=args.arch, config=args.config, classifier=args.classifier)
+        rows = count_complexity(model, shape)
+    except (ValueError, OSError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    total = total_cost(rows)
+    what = args.config or f"CoaT{'Classifier' if args.classifier else ''}(arch={args.arch!r})"
+    print(f'{what}, input 3x{shape[0]}x{shape[1]} (C x H x W), batch 1')
+    columns = ('params (M)', 'conv', 'linear', 'attention', 'MACs', 'FLOPs', 'paper MACs')
+    print(f"{'':11}" + ''.join(f'{column:>11}' for column in columns))
+    for name, cost in [(row, rows[row]) for row in ROWS if rows[row].params or rows[row].macs] \
+            + [('total', total)]:
+        values = (cost.params / 1e6, cost.conv / 1e9, cost.linear / 1e9, cost.attention / 1e9,
+                  cost.macs / 1e9, cost.flops / 1e9, cost.paper_macs / 1e9)
+        print(f'{name:11}' + ''.join(f'{value:11.3f}' for value in values))
+    print('Operations in G (1e9). conv, linear, attention: multiply-accumulates (MACs) of the\n'
+          'convolutions (CPE and CRPE included), linear layers and factorized-attention matmuls;\n'
+          'MACs: their sum; FLOPs = 2 x MACs. paper MACs: MACs + LayerNorm (5/element) + bilinear\n'
+          'resizing (4/output element), as fvcore counts them. shared_mlp: parameters of the MLPs\n'
+          'the parallel blocks share across scales 2-4 (their MACs are in each scale).')
+    if args.classifier and shape == (224, 224) and args.arch in PAPER_GMACS_224:
+        paper = PAPER_GMACS_224[args.arch]
+        print(f'Paper: {paper:.2f} GMACs; here {total.paper_macs / 1e9:.3f} in its convention '
+              f'({100 * (total.paper_macs / 1e9 / paper - 1):+.2f}%), {total.macs / 1e9:.3f} '
+              f'MACs only ({100 * (total.macs / 1e9 / paper - 1):+.2f}%).')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,56 @@
+"""Plot loss, learning rate and validation metrics (mAP, mIoU, accuracy) of one or more
+mmengine runs as a PNG.
+
+Examples:
+    python tools/plot_logs.py work_dirs/mask_rcnn_coat_lite_small_fpn_1x           # latest run
+    python tools/plot_logs.py work_dirs/a work_dirs/b --legend 1x 3x \\
+        --keys loss lr coco/bbox_mAP coco/segm_mAP --out curves.png
+    python tools/plot_logs.py work_dirs/a/20250101_120000/vis_data/scalars.json --list
+
+A run is a work_dir (its latest <timestamp> folder), a <timestamp> folder, its vis_data folder
+or a scalars.json file. Default keys: loss, lr and the main metric of each task.
+"""
+import argparse
+import sys
+from typing import List
+
+from coat_backbone.training_logs import plot_runs, read_run_log, select_keys
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('runs', nargs='+', help='work_dirs, timestamp folders or scalars.json')
+    parser.add_argument('--keys', nargs='+', help='scalars to plot (default: loss, lr, metrics)')
+    parser.add_argument('--legend', nargs='+', help='one name per run (default: run folders)')
+    parser.add_argument('--out', default='curves.png', help='PNG to write (default curves.png)')
+    parser.add_argument('--list', action='store_true', help='print the keys of each run and exit')
+    args = parser.parse_args(argv)
+    if args.legend is not None and len(args.legend) != len(args.runs):
+        parser.error(f'--legend needs one name per run ({len(args.runs)})')
+    return args
+
+
+def main(argv: List[str]) -> int:
+    args = parse_args(argv)
+    try:
+        logs = [read_run_log(run, name) for run, name in
+                zip(args.runs, args.legend or [None] * len(args.runs))]
+        if args.list:
+            for log in logs:
+                print(f"{log.name} ({log.path}): {', '.join(log.keys())}")
+            return 0
+        keys = select_keys(logs, args.keys)
+    except (FileNotFoundError, ValueError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    for log in logs:
+        missing = [key for key in keys if key not in log.keys()]
+        if missing:
+            print(f'note: {log.name} has no {missing}')
+    print(f'Wrote {plot_runs(logs, keys, args.out)} ({", ".join(keys)})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
