@@ -121,7 +121,10 @@ def test_resume_continues_the_run(trained, tmp_path, monkeypatch):
     middle = MAX_EPOCHS // 2
     monkeypatch.setattr(sys, 'argv', [
         'train_cls.py', str(config), '--work-dir', str(tmp_path), '--resume',
-        str(work_dir / f'epoch_{middle}.pth')])
+        str(work_dir / f'epoch_{middle}.pth'),
+        # A run of the same config started within the same second would otherwise share its
+        # experiment name, and so its logger and log file, with this one.
+        '--cfg-options', 'experiment_name=resume_test'])
     runpy.run_path(str(TOOLS / 'train_cls.py'), run_name='__main__')
     (log,) = tmp_path.glob('*/*.log')
     assert f'resumed epoch: {middle}, iter: {middle * ITERS_PER_EPOCH}' in log.read_text()

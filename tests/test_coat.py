@@ -168,13 +168,13 @@ def test_classifier_heads():
 
 @pytest.mark.parametrize('scope', [None, 'mmdet', 'mmseg'])
 def test_builds_from_registry_in_each_scope(scope):
-    from mmengine.registry import DefaultScope, init_default_scope
+    from importlib import import_module
+
+    from mmengine.registry import DefaultScope
     cfg = dict(type='CoaT', arch=TINY_LITE, out_indices=(0, 1, 2, 3))
     if scope is None:
         model = MODELS.build(cfg)
     else:
-        init_default_scope(scope)
-        from importlib import import_module
         registry = import_module(f'{scope}.registry').MODELS
         with DefaultScope.overwrite_default_scope(scope):
             model = registry.build(cfg)

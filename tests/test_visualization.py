@@ -5,7 +5,9 @@ import mmcv
 import numpy as np
 import pytest
 import torch
+from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets import CocoDataset
+from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import HorizontalBoxes
 from mmdet.structures.mask import BitmapMasks
@@ -76,9 +78,10 @@ def test_gallery_draws_truth_and_predictions(coco_shapes, tmp_path):
         data_root=str(coco_shapes), ann_file='annotations/instances_val.json',
         data_prefix=dict(img='val/'), test_mode=True,
         metainfo=dict(classes=('circle', 'square', 'triangle')),
-        pipeline=[dict(type='mmdet.LoadImageFromFile'),
-                  dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True),
-                  dict(type='mmdet.PackDetInputs')])
+        # Transform objects rather than registry names: the lookup of scoped names depends on
+        # which default scope earlier tests in the process left behind.
+        pipeline=[LoadImageFromFile(), LoadAnnotations(with_bbox=True, with_mask=True),
+                  PackDetInputs()])
     visualizer = DetLocalVisualizer(name='gallery_test')
     out = draw_prediction_gallery(_EchoDetector(), dataset, visualizer, tmp_path / 'g.png',
                                   indices=range(3), upscale=2, columns=2)
