@@ -78,10 +78,10 @@ def generate_coco_shapes(root: Union[str, Path], args: CocoShapesArgs = CocoShap
     counts = dict(train=args.num_train, val=args.num_val)
     expected = [path for split, num in counts.items()
                 for path in _coco_split_files(root, split, num)]
-    if _is_current(root, manifest, expected):
+    if dataset_is_current(root, manifest, expected):
         print_log(f'synthetic COCO shapes already present in {root}', logger='current')
         return root
-    _claim(root, owned=['train', 'val', 'annotations'])
+    claim_directory(root, owned=['train', 'val', 'annotations'])
     categories = [dict(id=i + 1, name=name, supercategory='shape')
                   for i, name in enumerate(SHAPE_CLASSES)]
     for split, num in counts.items():
@@ -162,7 +162,7 @@ def _coco_annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray) -
                                   counts=rle['counts'].decode('ascii')))
 
 
-def _is_current(root: Path, manifest: dict, expected: List[Path]) -> bool:
+def dataset_is_current(root: Path, manifest: dict, expected: List[Path]) -> bool:
     """True when ``root`` holds a complete dataset written with exactly ``manifest``."""
     path = root / MANIFEST
     if not path.is_file():
@@ -174,7 +174,7 @@ def _is_current(root: Path, manifest: dict, expected: List[Path]) -> bool:
     return found == manifest and all(file.is_file() for file in expected)
 
 
-def _claim(root: Path, owned: List[str]) -> None:
+def claim_directory(root: Path, owned: List[str]) -> None:
     """Prepare ``root`` for writing: only a directory that is empty or ours is ever touched."""
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f'{root} exists and is not a directory; pass another root')
@@ -274,10 +274,10 @@ def generate_seg_shapes(root: Union[str, Path], args: SegShapesArgs = SegShapesA
     counts = dict(train=args.num_train, val=args.num_val)
     expected = [folder / f'{index:06d}.png' for split, num in counts.items()
                 for folder in seg_shapes_paths(root, split) for index in range(num)]
-    if _is_current(root, manifest, expected):
+    if dataset_is_current(root, manifest, expected):
         print_log(f'synthetic segmentation shapes already present in {root}', logger='current')
         return root
-    _claim(root, owned=['img_dir', 'ann_dir'])
+    claim_directory(root, owned=['img_dir', 'ann_dir'])
     for split, num in counts.items():
         img_dir, ann_dir = seg_shapes_paths(root, split)
         img_dir.mkdir(parents=True)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from ..synthetic import MANIFEST, _claim, _is_current
+from ..synthetic import MANIFEST, claim_directory, dataset_is_current
 
 # Alphabetical, so that the folder order (the class index) is the order of this tuple.
 SYNTHETIC_CLASSES = ('checker', 'circle', 'cross', 'ring', 'square', 'star', 'stripes', 'triangle')
@@ -78,10 +78,10 @@ def generate_synthetic_imagenet(
     manifest = dict(generator='synthetic_imagenet', version=SYNTHETIC_IMAGENET_VERSION,
                     args=asdict(args))
     files = synthetic_imagenet_files(root, args)
-    if _is_current(root, manifest, [path for paths in files.values() for path in paths]):
+    if dataset_is_current(root, manifest, [path for paths in files.values() for path in paths]):
         print_log(f'synthetic ImageNet already present in {root}', logger='current')
         return root
-    _claim(root, owned=list(files))
+    claim_directory(root, owned=list(files))
     for split, count in _split_sizes(args).items():
         for label, name in enumerate(SYNTHETIC_CLASSES[:args.num_classes]):
             (root / split / name).mkdir(parents=True, exist_ok=True)
