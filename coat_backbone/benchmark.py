@@ -1,0 +1,422 @@
+"""Speed and memory of the CoaT backbone, side by side with timm's CoaT holding the same weights.
+
+For every arch and input shape, the reference (timm's `CoaT`, numerically the official model) is
+built from this backbone's own weights and both run the same images. Their float32 features
+are compared first: a speed ratio is reported only where they match (`FEATURE_TOLERANCE`).
+Each case is then timed, per mode (`fwd`: eval and no_grad; `fwd+bwd`: train mode, backward of
+the sum of the four maps' means), precision (`fp32`, or `bf16` / `fp16` autocast) and execution
+(`eager` or `compiled` with `torch.compile`).
+
+Peak memory is the most memory a step holds beyond what was held before it: on CUDA,
+`max_memory_allocated`; on CPU, the peak resident set (VmHWM) of a fresh process whose glibc is
+told, before anything is allocated, to give freed blocks back to the system, so that resident
+memory follows live tensors. (Set later in a process that has already run steps, the same
+setting over-reports: the earlier heap stays in the way.) The second step is measured, after one
+that fills one-time caches.
+
+Achieved FLOP/s uses the model's multiply-accumulates from `coat_backbone.analysis` (forward
+FLOPs = 2 x MACs; forward+backward counted as 3 x forward) against the rate of a large matrix
+multiply in the same precision on the same device, the practical peak.
+"""
+import ctypes
+import gc
+import multiprocessing
+import platform
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import timm
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from timm.models.coat import CoaT as TimmCoaT
+
+from .analysis import count_complexity, total_cost
+from .coat import CoaT
+
+Size = Tuple[int, int]
+
+MODES = ('fwd', 'fwd+bwd')
+PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+EXECUTIONS = ('eager', 'compiled')
+# `coat_cp` is this backbone with gradient checkpointing (with_cp=True).
+IMPLEMENTATIONS = ('coat', 'timm', 'coat_cp')
+# Largest feature difference allowed, relative to the features' magnitude when that exceeds 1:
+# max|coat - timm| <= FEATURE_TOLERANCE * max(1, max|timm|), for each of the four maps.
+FEATURE_TOLERANCE = 1e-5
+
+
+@dataclass
+class Case:
+    """One benchmark shape: arch, input size and batch."""
+    arch: str
+    size: Size
+    batch: int
+
+
+@dataclass
+class Result:
+    """One timed configuration of one implementation."""
+    arch: str
+    size: Size
+    batch: int
+    mode: str
+    precision: str
+    execution: str
+    implementation: str
+    step_ms: float
+    images_per_s: float
+    tflops_per_s: float
+    peak_memory_mib: Optional[float] = None
+    first_step_s: float = 0.0  # the first (warm-up) step; compilation happens there
+    speedup_vs_timm: Optional[float] = None
+    memory_vs_coat: Optional[float] = None
+    error: Optional[str] = None
+
+
+@dataclass
+class FeatureCheck:
+    """The float32 comparison of the features of this backbone and timm's, per map."""
+    arch: str
+    size: Size
+    max_abs_diff: List[float] = field(default_factory=list)
+    max_abs_value: List[float] = field(default_factory=list)
+
+    @property
+    def relative_error(self) -> float:
+        return max(diff / max(1.0, value)
+                   for diff, value in zip(self.max_abs_diff, self.max_abs_value))
+
+    @property
+    def matches(self) -> bool:
+        return self.relative_error <= FEATURE_TOLERANCE
+
+
+class TimmFeatures(nn.Module):
+    """timm's CoaT returning the four NCHW maps, as this backbone does."""
+
+    def __init__(self, model: TimmCoaT) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
+        return self.model.forward_intermediates(images, intermediates_only=True)
+
+
+def timm_reference(model: CoaT, size: Size) -> TimmFeatures:
+    """timm's CoaT of the same arch, for inputs of `size`, holding `model`'s weights."""
+    settings = model.arch_settings
+    reference = TimmCoaT(img_size=size, patch_size=4, num_classes=0,
+                         embed_dims=settings['embed_dims'],
+                         serial_depths=settings['serial_depths'],
+                         parallel_depth=settings['parallel_depth'],
+                         num_heads=settings['num_heads'], mlp_ratios=settings['mlp_ratios'])
+    missing, unexpected = reference.load_state_dict(model.state_dict(), strict=False)
+    # Without classes timm keeps its final norms (and aggregate); the backbone has neither.
+    if unexpected or any(not key.startswith(('norm', 'aggregate')) for key in missing):
+        raise RuntimeError(f'timm CoaT does not take the backbone weights: missing {missing}, '
+                           f'unexpected {unexpected}.')
+    return TimmFeatures(reference)
+
+
+def check_features(model: CoaT, reference: nn.Module, images: torch.Tensor,
+                   arch: str) -> FeatureCheck:
+    """Compare both models' float32 eval features on `images`."""
+    check = FeatureCheck(arch, tuple(images.shape[2:]))
+    with torch.no_grad():
+        for ours, theirs in zip(model.eval()(images), reference.eval()(images)):
+            check.max_abs_diff.append((ours.float() - theirs.float()).abs().max().item())
+            check.max_abs_value.append(theirs.abs().max().item())
+    return check
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def make_step(model: nn.Module, images: torch.Tensor, mode: str, precision: str) -> Callable:
+    """A callable running one forward (or forward+backward) step of `model` on `images`."""
+    dtype = PRECISIONS[precision]
+    autocast = torch.autocast(images.device.type, dtype=dtype) if dtype != torch.float32 \
+        else nullcontext()
+    if mode == 'fwd':
+        model.eval()
+
+        def step() -> None:
+            with torch.no_grad(), autocast:
+                model(images)
+    else:
+        model.train()
+
+        def step() -> None:
+            with autocast:
+                loss = sum(feature.float().mean() for feature in model(images))
+            loss.backward()
+            for param in model.parameters():
+                param.grad = None
+    return step
+
+
+def time_step(step: Callable, device: torch.device, warmup: int, iters: int
+              ) -> Tuple[float, float]:
+    """(median seconds per step over `iters`, seconds of the first step). The first of the
+    `warmup` steps compiles, when the model is compiled."""
+    times = []
+    for index in range(warmup + iters):
+        _synchronize(device)
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[warmup:]), times[0]
+
+
+def _status_mib(key: str) -> float:
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith(key):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f'/proc/self/status has no {key}.')
+
+
+def _cpu_peak_memory_child(implementation: str, case: Case, mode: str, precision: str,
+                           threads: int) -> float:
+    """Runs in a fresh process: peak resident MiB of one step above the resident memory before."""
+    libc = ctypes.CDLL('libc.so.6')
+    # mallopt M_TRIM_THRESHOLD (-1) and M_MMAP_THRESHOLD (-3) at 1 MiB: freed large blocks leave
+    # the process instead of staying resident for reuse.
+    if not (libc.mallopt(-1, 1 << 20) and libc.mallopt(-3, 1 << 20)):
+        raise RuntimeError('glibc refused the malloc settings CPU peak memory needs.')
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = _build(implementation, case.arch, case.size, torch.device('cpu'),
+                   CoaT(case.arch).state_dict())
+    step = make_step(model, torch.randn(case.batch, 3, *case.size), mode, precision)
+    step()
+    gc.collect()
+    libc.malloc_trim(0)
+    with open('/proc/self/clear_refs', 'w') as clear_refs:
+        clear_refs.write('5')  # resets VmHWM to the current resident set (Linux >= 4.0)
+    before = _status_mib('VmRSS')
+    step()
+    return _status_mib('VmHWM') - before
+
+
+def cpu_peak_memory(implementation: str, case: Case, mode: str, precision: str) -> float:
+    """CPU peak memory of one step, measured in a fresh process (see the module docstring)."""
+    context = multiprocessing.get_context('spawn')
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_cpu_peak_memory_child, implementation, case, mode, precision,
+                           torch.get_num_threads()).result()
+
+
+def cpu_peak_memory_supported() -> bool:
+    """CPU peak memory needs Linux's resettable VmHWM and glibc."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as clear_refs:
+            clear_refs.write('5')
+        ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def cuda_peak_memory(step: Callable, device: torch.device) -> float:
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    step()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2 ** 20
+
+
+def matmul_peak_tflops(device: torch.device, precision: str, size: int = 4096) -> float:
+    """TFLOP/s of a large square matrix multiply: the practical compute peak of the device."""
+    dtype = PRECISIONS[precision]
+    size = size if device.type == 'cuda' else 2048
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    seconds, _ = time_step(lambda: a @ b, device, warmup=2, iters=5)
+    return 2 * size ** 3 / seconds / 1e12
+
+
+def model_flops(model: CoaT, size: Size, batch: int, mode: str) -> float:
+    """Forward FLOPs (2 x MACs), x3 for forward+backward."""
+    forward = total_cost(count_complexity(model, size, batch)).flops
+    return forward * (3 if mode == 'fwd+bwd' else 1)
+
+
+def environment(device: torch.device) -> Dict[str, object]:
+    info = {'torch': torch.__version__, 'timm': timm.__version__, 'python': platform.python_version(),
+            'device': device.type, 'cpu': _cpu_name(), 'cpu_threads': torch.get_num_threads()}
+    if device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open('/proc/cpuinfo') as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _build(implementation: str, arch: str, size: Size, device: torch.device,
+           weights: Dict[str, torch.Tensor]) -> nn.Module:
+    model = CoaT(arch, with_cp=implementation == 'coat_cp')
+    model.load_state_dict(weights)
+    if implementation == 'timm':
+        return timm_reference(model, size).to(device)
+    return model.to(device)
+
+
+def run_benchmark(cases: Sequence[Case], device: torch.device,
+                  modes: Sequence[str] = MODES, precisions: Sequence[str] = ('fp32',),
+                  executions: Sequence[str] = ('eager',),
+                  implementations: Sequence[str] = ('coat', 'timm'),
+                  warmup: int = 1, iters: int = 3, memory: bool = True
+                  ) -> Tuple[List[FeatureCheck], List[Result]]:
+    """Check features, then time every combination; returns the checks and the results.
+
+    A configuration that fails (for example out of memory, or a precision the device lacks) is
+    kept with its error instead of stopping the run.
+    """
+    checks, results = [], []
+    memory_runs: List[Tuple[Result, Case, Optional[Callable]]] = []
+    for case in cases:
+        torch.manual_seed(0)
+        weights = CoaT(case.arch).state_dict()
+        images = torch.randn(case.batch, 3, *case.size, device=device)
+        check = check_features(_build('coat', case.arch, case.size, device, weights),
+                               _build('timm', case.arch, case.size, device, weights), images,
+                               case.arch)
+        checks.append(check)
+        print_log(f'{case.arch} {case.size[0]}x{case.size[1]}: features differ from timm by '
+                  f'{check.relative_error:.2e} (relative), '
+                  f"{'match' if check.matches else 'MISMATCH'}", logger='current')
+        flops = {mode: model_flops(CoaT(case.arch), case.size, case.batch, mode) for mode in modes}
+        for mode in modes:
+            for precision in precisions:
+                for execution in executions:
+                    for implementation in implementations:
+                        if implementation == 'coat_cp' and mode == 'fwd':
+                            continue  # checkpointing changes nothing without a backward
+                        result = Result(case.arch, case.size, case.batch, mode, precision,
+                                        execution, implementation, 0.0, 0.0, 0.0)
+                        step = _timed(result, case, device, weights, images, flops[mode],
+                                      warmup, iters)
+                        results.append(result)
+                        if step is not None and memory and execution == 'eager':
+                            # CPU memory is measured in a fresh process: keep no model here.
+                            memory_runs.append(
+                                (result, case, step if device.type == 'cuda' else None))
+    if memory_runs and (device.type == 'cuda' or cpu_peak_memory_supported()):
+        for result, case, step in memory_runs:
+            result.peak_memory_mib = (
+                cuda_peak_memory(step, device) if device.type == 'cuda' else
+                cpu_peak_memory(result.implementation, case, result.mode, result.precision))
+    _compare(results, checks)
+    return checks, results
+
+
+def _timed(result: Result, case: Case, device: torch.device, weights: Dict[str, torch.Tensor],
+           images: torch.Tensor, flops: float, warmup: int, iters: int) -> Optional[Callable]:
+    """Fill in `result`'s timing; returns the step for the memory pass (None after an error)."""
+    try:
+        model = _build(result.implementation, case.arch, case.size, device, weights)
+        if result.execution == 'compiled':
+            model = torch.compile(model)
+        step = make_step(model, images, result.mode, result.precision)
+        seconds, result.first_step_s = time_step(step, device, warmup, iters)
+    except (RuntimeError, torch.OutOfMemoryError) as error:  # compile, precision, memory
+        result.error = f'{type(error).__name__}: {str(error).splitlines()[0][:200]}'
+        print_log(f'{_label(result)}: {result.error}', logger='current')
+        return None
+    result.step_ms = seconds * 1e3
+    result.images_per_s = case.batch / seconds
+    result.tflops_per_s = flops / seconds / 1e12
+    print_log(f'{_label(result)}: {result.images_per_s:.2f} images/s', logger='current')
+    return step
+
+
+def profile_step(arch: str, size: Size, batch: int, mode: str, device: torch.device,
+                 rows: int = 15) -> str:
+    """torch.profiler's table of the operators taking the most self time in one step of this
+    backbone (after one warm-up step): where the time goes."""
+    torch.manual_seed(0)
+    step = make_step(CoaT(arch).to(device), torch.randn(batch, 3, *size, device=device), mode,
+                     'fp32')
+    step()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        step()
+        _synchronize(device)
+    sort_by = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    return profiler.key_averages().table(sort_by=sort_by, row_limit=rows)
+
+
+def _label(result: Result) -> str:
+    return (f'{result.arch} {result.size[0]}x{result.size[1]} b{result.batch} {result.mode} '
+            f'{result.precision} {result.execution} {result.implementation}')
+
+
+def _compare(results: List[Result], checks: List[FeatureCheck]) -> None:
+    """Speed ratios against timm where the features matched; checkpointing memory ratios."""
+    matched = {(check.arch, check.size) for check in checks if check.matches}
+    index = {(r.arch, r.size, r.batch, r.mode, r.precision, r.execution, r.implementation): r
+             for r in results if r.error is None}
+    for result in results:
+        key = (result.arch, result.size, result.batch, result.mode, result.precision,
+               result.execution)
+        timm_result = index.get(key + ('timm',))
+        if (result.implementation != 'timm' and timm_result is not None
+                and result.error is None and (result.arch, result.size) in matched):
+            result.speedup_vs_timm = result.images_per_s / timm_result.images_per_s
+        plain = index.get(key + ('coat',))
+        if (result.implementation != 'coat' and plain is not None
+                and result.peak_memory_mib is not None and plain.peak_memory_mib):
+            result.memory_vs_coat = result.peak_memory_mib / plain.peak_memory_mib
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """A plain-text table, one row per result."""
+    header = ('arch', 'input', 'mode', 'prec', 'exec', 'impl', 'img/s', 'ms', 'TFLOP/s',
+              'peak MiB', 'vs timm', 'mem vs coat')
+    rows = [header]
+    for r in results:
+        if r.error is not None:
+            rows.append((r.arch, f'{r.batch}x{r.size[0]}x{r.size[1]}', r.mode, r.precision,
+                         r.execution, r.implementation, 'error', r.error[:40], '', '', '', ''))
+            continue
+        rows.append((r.arch, f'{r.batch}x{r.size[0]}x{r.size[1]}', r.mode, r.precision,
+                     r.execution, r.implementation, f'{r.images_per_s:.2f}', f'{r.step_ms:.1f}',
+                     f'{r.tflops_per_s:.3f}',
+                     '-' if r.peak_memory_mib is None else f'{r.peak_memory_mib:.0f}',
+                     '-' if r.speedup_vs_timm is None else f'{r.speedup_vs_timm:.2f}x',
+                     '-' if r.memory_vs_coat is None else f'{r.memory_vs_coat:.0%}'))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ['  '.join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
+    lines.insert(1, '  '.join('-' * width for width in widths))
+    return '\n'.join(lines)
+
+
+def report(checks: Sequence[FeatureCheck], results: Sequence[Result], device: torch.device,
+           peaks: Dict[str, float]) -> Dict[str, object]:
+    """Everything measured, as one JSON-ready dict."""
+    return {'environment': environment(device),
+            'matmul_peak_tflops': peaks,
+            'feature_tolerance': FEATURE_TOLERANCE,
+            'checks': [dict(asdict(check), relative_error=check.relative_error,
+                            matches=check.matches) for check in checks],
+            'results': [asdict(result) for result in results]}

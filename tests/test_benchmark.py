@@ -1,0 +1,123 @@
+"""tools/benchmark.py and coat_backbone.benchmark: the feature check against timm gates the
+speed ratio, every configuration is timed and measured, the JSON is written without clobbering,
+and the backbone compiles without graph breaks."""
+import json
+
+import pytest
+import torch
+
+from coat_backbone import CoaT
+from coat_backbone import benchmark
+from coat_backbone.benchmark import (FEATURE_TOLERANCE, Case, check_features, format_table,
+                                     run_benchmark, timm_reference)
+from tiny_archs import TINY_ARCHS
+from tool_runner import load_tool
+
+benchmark_tool = load_tool('benchmark')
+
+
+@pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
+def test_timm_reference_holds_the_same_weights(kind):
+    model = CoaT(TINY_ARCHS[kind]).eval()
+    reference = timm_reference(model, (64, 96))
+    ours = dict(model.state_dict())
+    theirs = reference.model.state_dict()
+    assert all(torch.equal(value, theirs[key]) for key, value in ours.items())
+    check = check_features(model, reference, torch.randn(2, 3, 64, 96), kind)
+    assert check.matches and check.relative_error <= FEATURE_TOLERANCE
+    assert len(check.max_abs_diff) == 4 and min(check.max_abs_value) > 0
+
+
+def test_a_mismatch_withholds_the_speed_ratio(monkeypatch):
+    """A reference that computes something else must fail the check, and then no ratio."""
+    real_reference = benchmark.timm_reference
+
+    def perturbed(model, size):
+        reference = real_reference(model, size)
+        with torch.no_grad():
+            reference.model.serial_blocks4[0].mlp.fc2.bias.add_(1e-2)
+        return reference
+
+    monkeypatch.setattr(benchmark, 'timm_reference', perturbed)
+    checks, results = run_benchmark([Case('lite_tiny', (64, 64), 1)], torch.device('cpu'),
+                                    modes=['fwd'], iters=1, memory=False)
+    assert not checks[0].matches and checks[0].relative_error > FEATURE_TOLERANCE
+    assert [r.implementation for r in results] == ['coat', 'timm']
+    assert all(r.speedup_vs_timm is None for r in results)
+
+
+def test_every_configuration_is_timed_and_measured():
+    checks, results = run_benchmark(
+        [Case('lite_tiny', (192, 192), 2)], torch.device('cpu'),
+        implementations=['coat', 'timm', 'coat_cp'], iters=1)
+    assert checks[0].matches
+    # fwd: coat and timm; fwd+bwd: coat, timm and the checkpointed coat
+    assert [(r.mode, r.implementation) for r in results] == [
+        ('fwd', 'coat'), ('fwd', 'timm'),
+        ('fwd+bwd', 'coat'), ('fwd+bwd', 'timm'), ('fwd+bwd', 'coat_cp')]
+    for result in results:
+        assert result.error is None and result.images_per_s > 0 and result.tflops_per_s > 0
+        assert result.peak_memory_mib is not None and result.peak_memory_mib > 0
+        assert (result.speedup_vs_timm is None) == (result.implementation == 'timm')
+    training = {r.implementation: r for r in results if r.mode == 'fwd+bwd'}
+    # Backward keeps the forward's activations; checkpointing keeps a fraction of them.
+    assert training['coat'].peak_memory_mib > results[0].peak_memory_mib
+    assert training['coat_cp'].memory_vs_coat < 0.9
+    table = format_table(results)
+    assert len(table.splitlines()) == 2 + len(results) and 'coat_cp' in table
+
+
+def test_a_failing_configuration_is_reported_not_fatal(monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError('simulated: no memory left')
+
+    monkeypatch.setattr(benchmark, 'time_step', out_of_memory)
+    _, results = run_benchmark([Case('lite_tiny', (64, 64), 1)], torch.device('cpu'),
+                               modes=['fwd'], iters=1)
+    assert all('simulated' in r.error for r in results)
+    assert 'error' in format_table(results)
+
+
+def test_cli_writes_json_and_never_replaces_it(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    args = ['--archs', 'lite_tiny', '--sizes', '64x64:1', '--modes', 'fwd', '--iters', '1',
+            '--device', 'cpu', '--out', str(out)]
+    assert benchmark_tool.main(args + ['--profile']) == 0
+    document = json.loads(out.read_text())
+    assert document['environment']['device'] == 'cpu'
+    assert document['checks'][0]['matches'] is True
+    assert {r['implementation'] for r in document['results']} == {'coat', 'timm'}
+    assert document['matmul_peak_tflops']['fp32'] > 0
+    printed = capsys.readouterr().out
+    assert 'vs timm' in printed
+    assert 'Profile: lite_tiny 1x64x64 fwd' in printed and 'Self CPU' in printed
+    before = out.read_text()
+    assert benchmark_tool.main(args) == 2
+    assert 'exists' in capsys.readouterr().err and out.read_text() == before
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--sizes', '800x1216'], 'HEIGHTxWIDTH:BATCH'),
+    (['--archs', 'huge'], 'Unknown CoaT arch'),
+    (['--implementations', 'coat'], 'keep timm'),
+    (['--iters', '0'], 'at least 1')])
+def test_cli_rejects_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        benchmark_tool.parse_args(argv + ['--device', 'cpu'])
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
+def test_compiles_without_graph_breaks(kind):
+    explanation = torch._dynamo.explain(CoaT(TINY_ARCHS[kind]).eval())(torch.randn(1, 3, 64, 64))
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_gpu_bf16_compiled_against_timm():
+    checks, results = run_benchmark([Case('lite_tiny', (224, 224), 8)], torch.device('cuda'),
+                                    precisions=['bf16'], executions=['eager', 'compiled'],
+                                    iters=2)
+    assert checks[0].matches
+    assert all(r.error is None and r.images_per_s > 0 for r in results)
+    assert all(r.peak_memory_mib > 0 for r in results if r.execution == 'eager')
