@@ -235,14 +235,19 @@ def cuda_peak_memory(step: Callable, device: torch.device) -> float:
     return (torch.cuda.max_memory_allocated(device) - before) / 2 ** 20
 
 
-def matmul_peak_tflops(device: torch.device, precision: str, size: int = 4096) -> float:
-    """TFLOP/s of a large square matrix multiply: the practical compute peak of the device."""
+def matmul_peak_tflops(device: torch.device, precision: str) -> float:
+    """TFLOP/s of a large square matrix multiply: the practical compute peak of the device.
+    The size doubles until one multiply takes 50 ms, so slow paths (bf16 on a CPU without bf16
+    instructions) stay quick to measure and fast ones are measured where they peak."""
     dtype = PRECISIONS[precision]
-    size = size if device.type == 'cuda' else 2048
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    seconds, _ = time_step(lambda: a @ b, device, warmup=2, iters=5)
-    return 2 * size ** 3 / seconds / 1e12
+    size, largest = 256, 8192 if device.type == 'cuda' else 4096
+    while True:
+        a = torch.randn(size, size, device=device).to(dtype)
+        b = torch.randn(size, size, device=device).to(dtype)
+        seconds, _ = time_step(lambda: a @ b, device, warmup=1, iters=3)
+        if seconds >= 0.05 or size >= largest:
+            return 2 * size ** 3 / seconds / 1e12
+        size *= 2
 
 
 def model_flops(model: CoaT, size: Size, batch: int, mode: str) -> float:
