@@ -167,7 +167,7 @@ def time_step(step: Callable, device: torch.device, warmup: int, iters: int
     """(median seconds per step over `iters`, seconds of the first step). The first of the
     `warmup` steps compiles, when the model is compiled."""
     times = []
-    for index in range(warmup + iters):
+    for _ in range(warmup + iters):
         _synchronize(device)
         start = time.perf_counter()
         step()
