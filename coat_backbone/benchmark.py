@@ -20,6 +20,7 @@ multiply in the same precision on the same device, the practical peak.
 """
 import ctypes
 import gc
+import itertools
 import multiprocessing
 import platform
 import statistics
@@ -250,10 +251,13 @@ def matmul_peak_tflops(device: torch.device, precision: str) -> float:
         size *= 2
 
 
-def model_flops(model: CoaT, size: Size, batch: int, mode: str) -> float:
-    """Forward FLOPs (2 x MACs), x3 for forward+backward."""
-    forward = total_cost(count_complexity(model, size, batch)).flops
-    return forward * (3 if mode == 'fwd+bwd' else 1)
+# FLOPs of a forward+backward step per forward FLOP: the backward costs about twice the forward.
+STEP_FLOPS_PER_FORWARD = {'fwd': 1, 'fwd+bwd': 3}
+
+
+def forward_flops(arch: str, size: Size, batch: int) -> float:
+    """Forward FLOPs of the backbone: 2 x its MACs."""
+    return total_cost(count_complexity(CoaT(arch), size, batch)).flops
 
 
 def environment(device: torch.device) -> Dict[str, object]:
@@ -308,22 +312,19 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
         print_log(f'{case.arch} {case.size[0]}x{case.size[1]}: features differ from timm by '
                   f'{check.relative_error:.2e} (relative), '
                   f"{'match' if check.matches else 'MISMATCH'}", logger='current')
-        flops = {mode: model_flops(CoaT(case.arch), case.size, case.batch, mode) for mode in modes}
-        for mode in modes:
-            for precision in precisions:
-                for execution in executions:
-                    for implementation in implementations:
-                        if implementation == 'coat_cp' and mode == 'fwd':
-                            continue  # checkpointing changes nothing without a backward
-                        result = Result(case.arch, case.size, case.batch, mode, precision,
-                                        execution, implementation, 0.0, 0.0, 0.0)
-                        step = _timed(result, case, device, weights, images, flops[mode],
-                                      warmup, iters)
-                        results.append(result)
-                        if step is not None and memory and execution == 'eager':
-                            # CPU memory is measured in a fresh process: keep no model here.
-                            memory_runs.append(
-                                (result, case, step if device.type == 'cuda' else None))
+        forward = forward_flops(case.arch, case.size, case.batch)
+        for mode, precision, execution, implementation in itertools.product(
+                modes, precisions, executions, implementations):
+            if implementation == 'coat_cp' and mode == 'fwd':
+                continue  # checkpointing changes nothing without a backward
+            result = Result(case.arch, case.size, case.batch, mode, precision, execution,
+                            implementation, 0.0, 0.0, 0.0)
+            step = _timed(result, case, device, weights, images,
+                          forward * STEP_FLOPS_PER_FORWARD[mode], warmup, iters)
+            results.append(result)
+            if step is not None and memory and execution == 'eager':
+                # CPU memory is measured in a fresh process: keep no model here.
+                memory_runs.append((result, case, step if device.type == 'cuda' else None))
     if memory_runs and (device.type == 'cuda' or cpu_peak_memory_supported()):
         for result, case, step in memory_runs:
             result.peak_memory_mib = (

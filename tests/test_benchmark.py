@@ -98,6 +98,7 @@ def test_cli_writes_json_and_never_replaces_it(tmp_path, capsys):
 
 @pytest.mark.parametrize('argv,message', [
     (['--sizes', '800x1216'], 'HEIGHTxWIDTH:BATCH'),
+    (['--sizes', '16x64:1'], 'at least 32 pixels'),
     (['--archs', 'huge'], 'Unknown CoaT arch'),
     (['--implementations', 'coat'], 'keep timm'),
     (['--iters', '0'], 'at least 1')])

@@ -21,6 +21,7 @@ from typing import List
 
 import torch
 
+from coat_backbone.analysis import grid_sizes
 from coat_backbone.benchmark import (EXECUTIONS, IMPLEMENTATIONS, MODES, PRECISIONS, Case,
                                      format_table, matmul_peak_tflops, profile_step, report,
                                      run_benchmark)
@@ -36,6 +37,10 @@ def parse_size(text: str) -> tuple:
         raise argparse.ArgumentTypeError(
             f'{text!r} is not HEIGHTxWIDTH:BATCH, e.g. 800x1216:2 (positive integers)')
     height, width, batch = (int(value) for value in match.groups())
+    try:
+        grid_sizes(height, width)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f'{text}: {error}')
     return (height, width), batch
 
 
