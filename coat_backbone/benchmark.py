@@ -3,9 +3,9 @@
 For every arch and input shape, the reference (timm's `CoaT`, numerically the official model) is
 built from this backbone's own weights and both run the same images. Their float32 features
 are compared first: a speed ratio is reported only where they match (`FEATURE_TOLERANCE`).
-Each case is then timed, per mode (`fwd`: eval and no_grad; `fwd+bwd`: train mode, backward of
+Each case is then timed per mode (`fwd`: eval and no_grad; `fwd+bwd`: train mode, backward of
 the sum of the four maps' means), precision (`fp32`, or `bf16` / `fp16` autocast) and execution
-(`eager` or `compiled` with `torch.compile`).
+(`eager` or `compiled` with `torch.compile`), the implementations taking turns step by step.
 
 Peak memory is the most memory a step holds beyond what was held before it: on CUDA,
 `max_memory_allocated`; on CPU, the peak resident set (VmHWM) of a fresh process whose glibc is
@@ -163,18 +163,13 @@ def make_step(model: nn.Module, images: torch.Tensor, mode: str, precision: str)
     return step
 
 
-def time_step(step: Callable, device: torch.device, warmup: int, iters: int
-              ) -> Tuple[float, float]:
-    """(median seconds per step over `iters`, seconds of the first step). The first of the
-    `warmup` steps compiles, when the model is compiled."""
-    times = []
-    for _ in range(warmup + iters):
-        _synchronize(device)
-        start = time.perf_counter()
-        step()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[warmup:]), times[0]
+def time_once(step: Callable, device: torch.device) -> float:
+    """Seconds of one call of `step`, waiting for the device to finish."""
+    _synchronize(device)
+    start = time.perf_counter()
+    step()
+    _synchronize(device)
+    return time.perf_counter() - start
 
 
 def _status_mib(key: str) -> float:
@@ -245,7 +240,8 @@ def matmul_peak_tflops(device: torch.device, precision: str) -> float:
     while True:
         a = torch.randn(size, size, device=device).to(dtype)
         b = torch.randn(size, size, device=device).to(dtype)
-        seconds, _ = time_step(lambda: a @ b, device, warmup=1, iters=3)
+        time_once(lambda: a @ b, device)
+        seconds = statistics.median(time_once(lambda: a @ b, device) for _ in range(3))
         if seconds >= 0.05 or size >= largest:
             return 2 * size ** 3 / seconds / 1e12
         size *= 2
@@ -261,7 +257,8 @@ def forward_flops(arch: str, size: Size, batch: int) -> float:
 
 
 def environment(device: torch.device) -> Dict[str, object]:
-    info = {'torch': torch.__version__, 'timm': timm.__version__, 'python': platform.python_version(),
+    info = {'torch': torch.__version__, 'timm': timm.__version__,
+            'python': platform.python_version(),
             'device': device.type, 'cpu': _cpu_name(), 'cpu_threads': torch.get_num_threads()}
     if device.type == 'cuda':
         info['gpu'] = torch.cuda.get_device_name(device)
@@ -313,18 +310,20 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
                   f'{check.relative_error:.2e} (relative), '
                   f"{'match' if check.matches else 'MISMATCH'}", logger='current')
         forward = forward_flops(case.arch, case.size, case.batch)
-        for mode, precision, execution, implementation in itertools.product(
-                modes, precisions, executions, implementations):
-            if implementation == 'coat_cp' and mode == 'fwd':
-                continue  # checkpointing changes nothing without a backward
-            result = Result(case.arch, case.size, case.batch, mode, precision, execution,
+        for mode, precision, execution in itertools.product(modes, precisions, executions):
+            # checkpointing changes nothing without a backward
+            group = [Result(case.arch, case.size, case.batch, mode, precision, execution,
                             implementation, 0.0, 0.0, 0.0)
-            step = _timed(result, case, device, weights, images,
-                          forward * STEP_FLOPS_PER_FORWARD[mode], warmup, iters)
-            results.append(result)
-            if step is not None and memory and execution == 'eager':
+                     for implementation in implementations
+                     if not (implementation == 'coat_cp' and mode == 'fwd')]
+            steps = _time_interleaved(group, case, device, weights, images,
+                                      forward * STEP_FLOPS_PER_FORWARD[mode], warmup, iters)
+            results += group
+            if memory and execution == 'eager':
                 # CPU memory is measured in a fresh process: keep no model here.
-                memory_runs.append((result, case, step if device.type == 'cuda' else None))
+                memory_runs += [(result, case, steps[result.implementation]
+                                 if device.type == 'cuda' else None)
+                                for result in group if result.error is None]
     if memory_runs and (device.type == 'cuda' or cpu_peak_memory_supported()):
         for result, case, step in memory_runs:
             result.peak_memory_mib = (
@@ -334,24 +333,53 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
     return checks, results
 
 
-def _timed(result: Result, case: Case, device: torch.device, weights: Dict[str, torch.Tensor],
-           images: torch.Tensor, flops: float, warmup: int, iters: int) -> Optional[Callable]:
-    """Fill in `result`'s timing; returns the step for the memory pass (None after an error)."""
-    try:
-        model = _build(result.implementation, case.arch, case.size, device, weights)
-        if result.execution == 'compiled':
-            model = torch.compile(model)
-        step = make_step(model, images, result.mode, result.precision)
-        seconds, result.first_step_s = time_step(step, device, warmup, iters)
-    except (RuntimeError, torch.OutOfMemoryError) as error:  # compile, precision, memory
-        result.error = f'{type(error).__name__}: {str(error).splitlines()[0][:200]}'
-        print_log(f'{_label(result)}: {result.error}', logger='current')
-        return None
-    result.step_ms = seconds * 1e3
-    result.images_per_s = case.batch / seconds
-    result.tflops_per_s = flops / seconds / 1e12
-    print_log(f'{_label(result)}: {result.images_per_s:.2f} images/s', logger='current')
-    return step
+def _time_interleaved(group: List[Result], case: Case, device: torch.device,
+                      weights: Dict[str, torch.Tensor], images: torch.Tensor, flops: float,
+                      warmup: int, iters: int) -> Dict[str, Callable]:
+    """Time the implementations of one configuration and fill in their results; returns the
+    steps that ran to the end, by implementation, for the memory pass.
+
+    All are built and warmed up first, then their timed steps take turns, each round starting
+    with the next implementation. Timed one after the other, whichever ran second was up to 7%
+    faster on CPU (the process's allocator state drifts), which would show as a speed ratio.
+    """
+    results = {result.implementation: result for result in group}
+    steps: Dict[str, Callable] = {}
+    for name, result in results.items():
+        try:
+            model = _build(name, case.arch, case.size, device, weights)
+            if result.execution == 'compiled':
+                model = torch.compile(model)
+            step = make_step(model, images, result.mode, result.precision)
+            result.first_step_s = time_once(step, device)  # compilation happens here
+            for _ in range(warmup - 1):
+                step()
+        except (RuntimeError, torch.OutOfMemoryError) as error:  # compile, precision, memory
+            _record_error(result, error)
+            continue
+        steps[name] = step
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for round_index in range(iters):
+        order = list(steps)
+        turn = round_index % max(len(order), 1)
+        for name in order[turn:] + order[:turn]:
+            try:
+                times[name].append(time_once(steps[name], device))
+            except (RuntimeError, torch.OutOfMemoryError) as error:
+                _record_error(results[name], error)
+                del steps[name], times[name]
+    for name, step_times in times.items():
+        result, seconds = results[name], statistics.median(step_times)
+        result.step_ms = seconds * 1e3
+        result.images_per_s = case.batch / seconds
+        result.tflops_per_s = flops / seconds / 1e12
+        print_log(f'{_label(result)}: {result.images_per_s:.2f} images/s', logger='current')
+    return steps
+
+
+def _record_error(result: Result, error: Exception) -> None:
+    result.error = f'{type(error).__name__}: {(str(error).splitlines() or [""])[0][:200]}'
+    print_log(f'{_label(result)}: {result.error}', logger='current')
 
 
 def profile_step(arch: str, size: Size, batch: int, mode: str, device: torch.device,

@@ -71,11 +71,46 @@ def test_a_failing_configuration_is_reported_not_fatal(monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError('simulated: no memory left')
 
-    monkeypatch.setattr(benchmark, 'time_step', out_of_memory)
+    monkeypatch.setattr(benchmark, 'time_once', out_of_memory)
     _, results = run_benchmark([Case('lite_tiny', (64, 64), 1)], torch.device('cpu'),
                                modes=['fwd'], iters=1)
     assert all('simulated' in r.error for r in results)
     assert 'error' in format_table(results)
+
+
+def test_implementations_take_turns_and_one_failing_midway_spares_the_others(monkeypatch):
+    """Timed steps rotate through the implementations, so drift in the process cannot favour
+    the one timed last; an error in a timed step ends only that implementation."""
+    real_make_step, real_time_once = benchmark.make_step, benchmark.time_once
+    calls = []
+
+    def tagged_make_step(model, *args):
+        step = real_make_step(model, *args)
+        step.implementation = ('timm' if isinstance(model, benchmark.TimmFeatures)
+                               else 'coat_cp' if model.with_cp else 'coat')
+        return step
+
+    def recording_time_once(step, device):
+        calls.append(step.implementation)
+        if step.implementation == 'timm' and calls.count('timm') == 3:  # 2nd timed step
+            raise torch.OutOfMemoryError('simulated: no memory left')
+        return real_time_once(step, device)
+
+    monkeypatch.setattr(benchmark, 'make_step', tagged_make_step)
+    monkeypatch.setattr(benchmark, 'time_once', recording_time_once)
+    _, results = run_benchmark([Case('lite_tiny', (64, 64), 1)], torch.device('cpu'),
+                               modes=['fwd+bwd'], implementations=['coat', 'timm', 'coat_cp'],
+                               iters=3, memory=False)
+    assert calls == ['coat', 'timm', 'coat_cp',  # warm-up
+                     'coat', 'timm', 'coat_cp',
+                     'timm',  # fails; the round goes on without it
+                     'coat_cp', 'coat',
+                     'coat', 'coat_cp']
+    by_name = {r.implementation: r for r in results}
+    assert 'simulated' in by_name['timm'].error
+    assert all(by_name[name].error is None and by_name[name].images_per_s > 0
+               for name in ('coat', 'coat_cp'))
+    assert all(r.speedup_vs_timm is None for r in results)
 
 
 def test_cli_writes_json_and_never_replaces_it(tmp_path, capsys):
