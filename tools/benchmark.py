@@ -8,8 +8,9 @@ Examples:
         --precisions fp32 bf16 --executions eager compiled --implementations coat timm coat_cp
 
 Each arch and size is first checked: both models' float32 features must agree to within
-1e-5 x max(1, feature magnitude); a speed ratio is reported only where they do. Prints a table
-and writes everything (environment, checks, results, the device's matmul peak) as JSON.
+1e-5 x max(1, feature magnitude); a speed ratio is reported only where they do. The
+implementations' timed steps take turns, so drift within the process favours none of them. Prints
+a table and writes everything (environment, checks, results, the device's matmul peak) as JSON.
 """
 import argparse
 import json
@@ -63,7 +64,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         default=['coat', 'timm'],
                         help='coat (this backbone), timm, coat_cp (with_cp=True)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed steps first (default 1)')
-    parser.add_argument('--iters', type=int, default=3, help='timed steps; median (default 3)')
+    parser.add_argument('--iters', type=int, default=3,
+                        help='timed steps of each implementation, taken in turns; median '
+                             '(default 3)')
     parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory pass')
     parser.add_argument('--profile', action='store_true',
                         help="also print torch.profiler's top operators for one step of each "
@@ -88,7 +91,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
-    out = args.out or Path('work_dirs/benchmark') / f'benchmark_{time.strftime("%Y%m%d_%H%M%S")}.json'
+    stamp = time.strftime('%Y%m%d_%H%M%S')
+    out = args.out or Path('work_dirs/benchmark') / f'benchmark_{stamp}.json'
     if out.exists() and not args.force:
         print(f'error: {out} exists; pass --force to replace it or choose another --out',
               file=sys.stderr)
