@@ -251,11 +251,6 @@ def matmul_peak_tflops(device: torch.device, precision: str) -> float:
 STEP_FLOPS_PER_FORWARD = {'fwd': 1, 'fwd+bwd': 3}
 
 
-def forward_flops(arch: str, size: Size, batch: int) -> float:
-    """Forward FLOPs of the backbone: 2 x its MACs."""
-    return total_cost(count_complexity(CoaT(arch), size, batch)).flops
-
-
 def environment(device: torch.device) -> Dict[str, object]:
     info = {'torch': torch.__version__, 'timm': timm.__version__,
             'python': platform.python_version(),
@@ -300,7 +295,8 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
     memory_runs: List[Tuple[Result, Case, Optional[Callable]]] = []
     for case in cases:
         torch.manual_seed(0)
-        weights = CoaT(case.arch).state_dict()
+        source = CoaT(case.arch)
+        weights = source.state_dict()
         images = torch.randn(case.batch, 3, *case.size, device=device)
         check = check_features(_build('coat', case.arch, case.size, device, weights),
                                _build('timm', case.arch, case.size, device, weights), images,
@@ -309,7 +305,7 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
         print_log(f'{case.arch} {case.size[0]}x{case.size[1]}: features differ from timm by '
                   f'{check.relative_error:.2e} (relative), '
                   f"{'match' if check.matches else 'MISMATCH'}", logger='current')
-        forward = forward_flops(case.arch, case.size, case.batch)
+        forward = total_cost(count_complexity(source, case.size, case.batch)).flops
         for mode, precision, execution in itertools.product(modes, precisions, executions):
             # checkpointing changes nothing without a backward
             group = [Result(case.arch, case.size, case.batch, mode, precision, execution,

@@ -129,6 +129,8 @@ def test_cli_writes_json_and_never_replaces_it(tmp_path, capsys):
     before = out.read_text()
     assert benchmark_tool.main(args) == 2
     assert 'exists' in capsys.readouterr().err and out.read_text() == before
+    assert benchmark_tool.main(args[:-1] + [str(tmp_path), '--force']) == 2
+    assert 'is a directory' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('argv,message', [

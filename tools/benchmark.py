@@ -2,7 +2,8 @@
 
 Examples:
     # the README's CPU table: forward+backward at 512x512, batch 2, fp32, eager
-    python tools/benchmark.py --archs lite_small small --sizes 512x512:2 --modes fwd+bwd
+    python tools/benchmark.py --archs lite_small small --sizes 512x512:2 --modes fwd+bwd \\
+        --iters 5 --implementations coat timm coat_cp
     # classification and detection sizes, fp32 and bf16, eager and compiled, on a GPU
     python tools/benchmark.py --device cuda --sizes 224x224:64 800x1344:2 \\
         --precisions fp32 bf16 --executions eager compiled --implementations coat timm coat_cp
@@ -93,6 +94,9 @@ def main(argv: List[str]) -> int:
     args = parse_args(argv)
     stamp = time.strftime('%Y%m%d_%H%M%S')
     out = args.out or Path('work_dirs/benchmark') / f'benchmark_{stamp}.json'
+    if out.is_dir():
+        print(f'error: --out {out} is a directory; give a JSON file path', file=sys.stderr)
+        return 2
     if out.exists() and not args.force:
         print(f'error: {out} exists; pass --force to replace it or choose another --out',
               file=sys.stderr)
