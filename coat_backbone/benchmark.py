@@ -21,6 +21,7 @@ multiply in the same precision on the same device, the practical peak.
 import ctypes
 import gc
 import itertools
+import logging
 import multiprocessing
 import platform
 import statistics
@@ -292,7 +293,10 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
     kept with its error instead of stopping the run.
     """
     checks, results = [], []
-    memory_runs: List[Tuple[Result, Case, Optional[Callable]]] = []
+    if memory and device.type == 'cpu' and not cpu_peak_memory_supported():
+        print_log('CPU peak memory needs Linux (/proc/self/clear_refs) and glibc; '
+                  'skipping the memory pass.', logger='current', level=logging.WARNING)
+        memory = False
     for case in cases:
         torch.manual_seed(0)
         source = CoaT(case.arch)
@@ -316,15 +320,12 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
                                       forward * STEP_FLOPS_PER_FORWARD[mode], warmup, iters)
             results += group
             if memory and execution == 'eager':
-                # CPU memory is measured in a fresh process: keep no model here.
-                memory_runs += [(result, case, steps[result.implementation]
-                                 if device.type == 'cuda' else None)
-                                for result in group if result.error is None]
-    if memory_runs and (device.type == 'cuda' or cpu_peak_memory_supported()):
-        for result, case, step in memory_runs:
-            result.peak_memory_mib = (
-                cuda_peak_memory(step, device) if device.type == 'cuda' else
-                cpu_peak_memory(result.implementation, case, result.mode, result.precision))
+                for result in group:
+                    if result.error is None:
+                        result.peak_memory_mib = (
+                            cuda_peak_memory(steps[result.implementation], device)
+                            if device.type == 'cuda' else
+                            cpu_peak_memory(result.implementation, case, mode, precision))
     _compare(results, checks)
     return checks, results
 

@@ -2,9 +2,11 @@
 speed ratio, every configuration is timed and measured, the JSON is written without clobbering,
 and the backbone compiles without graph breaks."""
 import json
+import logging
 
 import pytest
 import torch
+from mmengine.logging import MMLogger
 
 from coat_backbone import CoaT
 from coat_backbone import benchmark
@@ -65,6 +67,26 @@ def test_every_configuration_is_timed_and_measured():
     assert training['coat_cp'].memory_vs_coat < 0.9
     table = format_table(results)
     assert len(table.splitlines()) == 2 + len(results) and 'coat_cp' in table
+
+
+def test_cpu_memory_pass_is_skipped_with_a_warning_where_unsupported(monkeypatch):
+    def no_fresh_process(*args, **kwargs):
+        raise AssertionError('the memory pass ran although it is unsupported')
+
+    monkeypatch.setattr(benchmark, 'cpu_peak_memory_supported', lambda: False)
+    monkeypatch.setattr(benchmark, 'cpu_peak_memory', no_fresh_process)
+    warnings = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        _, results = run_benchmark([Case('lite_tiny', (64, 64), 1)], torch.device('cpu'),
+                                   modes=['fwd'], iters=1)
+    finally:
+        logger.removeHandler(handler)
+    assert all(r.error is None and r.peak_memory_mib is None for r in results)
+    assert any('skipping the memory pass' in message for message in warnings), warnings
 
 
 def test_a_failing_configuration_is_reported_not_fatal(monkeypatch):
