@@ -12,7 +12,7 @@ import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -81,7 +81,7 @@ def generate_coco_shapes(root: Union[str, Path], args: CocoShapesArgs = CocoShap
     if dataset_is_current(root, manifest, expected):
         print_log(f'synthetic COCO shapes already present in {root}', logger='current')
         return root
-    claim_directory(root, owned=['train', 'val', 'annotations'])
+    claim_directory(root, manifest['generator'], owned=['train', 'val', 'annotations'])
     categories = [dict(id=i + 1, name=name, supercategory='shape')
                   for i, name in enumerate(SHAPE_CLASSES)]
     for split, num in counts.items():
@@ -106,7 +106,7 @@ def generate_coco_shapes(root: Union[str, Path], args: CocoShapesArgs = CocoShap
         ann_file.write_text(json.dumps(dataset, separators=(',', ':')))
         print_log(f'wrote {num} {split} images with {len(annotations)} instances to {img_dir}',
                   logger='current')
-    # Written last: an interrupted run leaves no manifest and is redone from scratch.
+    # Written last: until now the manifest marked the dataset incomplete.
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return root
 
@@ -164,27 +164,37 @@ def _coco_annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray) -
 
 def dataset_is_current(root: Path, manifest: dict, expected: List[Path]) -> bool:
     """True when ``root`` holds a complete dataset written with exactly ``manifest``."""
-    path = root / MANIFEST
-    if not path.is_file():
-        return False
-    try:
-        found = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return False
-    return found == manifest and all(file.is_file() for file in expected)
+    return _read_manifest(root) == manifest and all(file.is_file() for file in expected)
 
 
-def claim_directory(root: Path, owned: List[str]) -> None:
-    """Prepare ``root`` for writing: only a directory that is empty or ours is ever touched."""
+def claim_directory(root: Path, generator: str, owned: List[str]) -> None:
+    """Prepare ``root`` for ``generator`` to write: only a directory that is empty or holds this
+    generator's dataset (complete or interrupted) is ever touched. Until the generator writes its
+    final manifest, ``root`` carries one that marks the dataset incomplete, so an interrupted run
+    is redone on the next call instead of being refused or mistaken for a finished one."""
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f'{root} exists and is not a directory; pass another root')
-    if root.is_dir() and any(root.iterdir()) and not (root / MANIFEST).is_file():
-        raise FileExistsError(f'{root} is not empty and holds no {MANIFEST} of a synthetic '
-                              'dataset; pass an empty or new directory as root')
-    (root / MANIFEST).unlink(missing_ok=True)
+    if root.is_dir() and any(root.iterdir()):
+        found = (_read_manifest(root) or {}).get('generator')
+        if found is None:
+            raise FileExistsError(f'{root} is not empty and holds no {MANIFEST} of a synthetic '
+                                  'dataset; pass an empty or new directory as root')
+        if found != generator:
+            raise FileExistsError(f'{root} holds the synthetic {found!r} dataset, not '
+                                  f'{generator!r}; pass an empty or new directory as root')
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MANIFEST).write_text(json.dumps(dict(generator=generator, incomplete=True)))
     for name in owned:
         shutil.rmtree(root / name, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
+
+
+def _read_manifest(root: Path) -> Optional[dict]:
+    """The parsed ``root/manifest.json``, or None where it is missing or not a JSON object."""
+    try:
+        found = json.loads((root / MANIFEST).read_text())
+    except (FileNotFoundError, IsADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -277,7 +287,7 @@ def generate_seg_shapes(root: Union[str, Path], args: SegShapesArgs = SegShapesA
     if dataset_is_current(root, manifest, expected):
         print_log(f'synthetic segmentation shapes already present in {root}', logger='current')
         return root
-    claim_directory(root, owned=['img_dir', 'ann_dir'])
+    claim_directory(root, manifest['generator'], owned=['img_dir', 'ann_dir'])
     for split, num in counts.items():
         img_dir, ann_dir = seg_shapes_paths(root, split)
         img_dir.mkdir(parents=True)
@@ -300,7 +310,7 @@ def generate_seg_shapes(root: Union[str, Path], args: SegShapesArgs = SegShapesA
                            for name, count in zip(SEG_CLASSES, pixels))
         print_log(f'wrote {num} {split} images and label maps to {img_dir.parent.parent} '
                   f'(pixels: {shares})', logger='current')
-    # Written last: an interrupted run leaves no manifest and is redone from scratch.
+    # Written last: until now the manifest marked the dataset incomplete.
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return root
 

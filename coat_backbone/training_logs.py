@@ -110,17 +110,21 @@ def read_run_log(path: Union[str, Path], name: Optional[str] = None) -> RunLog:
 
 
 def select_keys(logs: Sequence[RunLog], keys: Optional[Sequence[str]] = None) -> List[str]:
-    """`keys` that at least one run has; by default loss, lr and the main metrics. Raises
-    ValueError naming a run that has none of them, with the keys it does have."""
+    """The keys to plot: `keys`, or by default loss, lr and the main metrics the runs have. Raises
+    ValueError naming a requested key that no run has, or a run that has none of the keys, with
+    the keys the runs do have."""
+    available = sorted({key for log in logs for key in log.keys()})
     if keys is None:
-        available = sorted({key for log in logs for key in log.keys()})
         keys = [key for key in DEFAULT_TRAIN_KEYS if key in available] + [
             key for key in available if DEFAULT_METRICS.search(key)]
+    unknown = [key for key in keys if key not in available]
+    if unknown:
+        raise ValueError(f'No run has the keys {unknown}; the runs have {available}.')
     for log in logs:
         if not any(key in log.keys() for key in keys):
             raise ValueError(f'{log.path} has none of the keys {list(keys)}; it has '
                              f'{log.keys()}.')
-    return [key for key in keys if any(key in log.keys() for log in logs)]
+    return list(keys)
 
 
 def plot_runs(logs: Sequence[RunLog], keys: Sequence[str], out_file: Union[str, Path],

@@ -8,7 +8,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from coat_backbone import synthetic
-from coat_backbone.synthetic import CocoShapesArgs, coco_shapes_paths, generate_coco_shapes
+from coat_backbone.synthetic import (CocoShapesArgs, SegShapesArgs, coco_shapes_paths,
+                                     generate_coco_shapes, generate_seg_shapes)
 
 SMALL = CocoShapesArgs(num_train=6, num_val=3, img_size=64, max_objects=4, min_radius=4.0,
                        max_radius=12.0, seed=3)
@@ -117,3 +118,37 @@ def test_bad_input_is_refused(tmp_path):
         generate_coco_shapes(tmp_path / 'x', CocoShapesArgs(min_radius=30, max_radius=20))
     with pytest.raises(ValueError, match='split'):
         coco_shapes_paths(tmp_path, 'test')
+
+
+def test_only_its_own_datasets_are_ever_replaced(tmp_path):
+    foreign = tmp_path / 'foreign'
+    (foreign / 'train').mkdir(parents=True)
+    (foreign / 'train' / 'precious.jpg').write_bytes(b'user data')
+    (foreign / 'manifest.json').write_text('{"my": "own dataset"}')
+    with pytest.raises(FileExistsError, match='holds no manifest.json of a synthetic dataset'):
+        generate_coco_shapes(foreign, SMALL)
+    assert (foreign / 'train' / 'precious.jpg').read_bytes() == b'user data'
+    seg_root = generate_seg_shapes(tmp_path / 'seg', SegShapesArgs(
+        num_train=1, num_val=1, img_size=32, min_radius=2.0, max_radius=8.0))
+    with pytest.raises(FileExistsError, match="holds the synthetic 'seg_shapes' dataset"):
+        generate_coco_shapes(seg_root, SMALL)
+    assert (seg_root / 'img_dir' / 'train' / '000000.png').is_file()
+
+
+def test_an_interrupted_run_is_redone(tmp_path, monkeypatch):
+    calls = []
+    render = synthetic.render_shapes_scene
+
+    def crash_on_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return render(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(synthetic, 'render_shapes_scene', crash_on_third)
+        with pytest.raises(KeyboardInterrupt):
+            generate_coco_shapes(tmp_path / 'a', SMALL)
+    assert json.loads((tmp_path / 'a' / 'manifest.json').read_text())['incomplete']
+    assert _files(generate_coco_shapes(tmp_path / 'a', SMALL)) == _files(
+        generate_coco_shapes(tmp_path / 'b', SMALL))

@@ -104,7 +104,14 @@ def test_missing_keys_name_the_available_ones(epoch_run, iter_run, tmp_path, cap
     assert plot_logs.main([str(iter_run), '--keys', 'coco/bbox_mAP', '--out',
                            str(tmp_path / 'x.png')]) == 2
     error = capsys.readouterr().err
-    assert 'has none of the keys' in error and 'mIoU' in error and 'loss' in error
+    assert "No run has the keys ['coco/bbox_mAP']" in error and 'mIoU' in error and 'loss' in error
+    assert plot_logs.main([str(epoch_run), str(iter_run), '--keys', 'toy/mAP', 'loss_typo',
+                           '--out', str(tmp_path / 'x.png')]) == 2
+    assert "No run has the keys ['loss_typo']" in capsys.readouterr().err
+    assert plot_logs.main([str(epoch_run), str(iter_run), '--keys', 'toy/mAP', '--out',
+                           str(tmp_path / 'x.png')]) == 2
+    error = capsys.readouterr().err
+    assert 'has none of the keys' in error and 'mIoU' in error
     assert not (tmp_path / 'x.png').exists()
     assert plot_logs.main([str(epoch_run / 'nothing_here')]) == 2
     assert 'No mmengine scalar log' in capsys.readouterr().err

@@ -81,7 +81,7 @@ def generate_synthetic_imagenet(
     if dataset_is_current(root, manifest, [path for paths in files.values() for path in paths]):
         print_log(f'synthetic ImageNet already present in {root}', logger='current')
         return root
-    claim_directory(root, owned=list(files))
+    claim_directory(root, manifest['generator'], owned=list(files))
     for split, count in _split_sizes(args).items():
         for label, name in enumerate(SYNTHETIC_CLASSES[:args.num_classes]):
             (root / split / name).mkdir(parents=True, exist_ok=True)
@@ -94,7 +94,7 @@ def generate_synthetic_imagenet(
                     raise OSError(f'could not write {path}')
         print_log(f'wrote {count} {split} images per class, {args.num_classes} classes, to '
                   f'{root / split}', logger='current')
-    # Written last: an interrupted run leaves no manifest and is redone from scratch.
+    # Written last: until now the manifest marked the dataset incomplete.
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return root
 
