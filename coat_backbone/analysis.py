@@ -26,7 +26,7 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from .coat import CoaT, FactorAttnConvRelPosEnc, ParallelBlock
+from .coat import CoaT, FactorAttnConvRelPosEnc, ParallelBlock, grid_sizes
 
 Size = Tuple[int, int]
 
@@ -36,7 +36,6 @@ PAPER_GMACS_224: Dict[str, float] = {
     'lite_small': 3.96, 'lite_medium': 9.81}
 
 ROWS = ('scale1', 'scale2', 'scale3', 'scale4', 'shared_mlp', 'head')
-_PATCH_SIZES = (4, 2, 2, 2)
 # Parameters named after their scale: `patch_embed2.*`, `serial_blocks3.*`, ...
 _SCALE_PARAM = re.compile(r'^(?:patch_embed|cls_token|cpe|crpe|serial_blocks)(\d)')
 # Parallel-block modules of one scale: `parallel_blocks.0.factoratt_crpe3.*`, ...
@@ -70,18 +69,6 @@ class Cost:
     def __add__(self, other: 'Cost') -> 'Cost':
         return Cost(**{f.name: getattr(self, f.name) + getattr(other, f.name)
                        for f in fields(self)})
-
-
-def grid_sizes(height: int, width: int) -> List[Size]:
-    """Token grid (rows, columns) of each of the four scales for an input of this size."""
-    sizes = []
-    for patch in _PATCH_SIZES:
-        height, width = height // patch, width // patch
-        if height == 0 or width == 0:
-            raise ValueError('The input is too small for CoaT: every side needs at least 32 '
-                             'pixels (four scales, total stride 32).')
-        sizes.append((height, width))
-    return sizes
 
 
 def _param_row(name: str) -> str:

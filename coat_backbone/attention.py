@@ -22,8 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .analysis import grid_sizes
-from .coat import CoaT, FactorAttnConvRelPosEnc
+from .coat import CoaT, FactorAttnConvRelPosEnc, grid_sizes
 
 Size = Tuple[int, int]
 # The normalisation of the ImageNet-pretrained CoaT (RGB, 0-255), as in the detection configs.

@@ -27,6 +27,7 @@ import platform
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -290,7 +291,7 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
     """Check features, then time every combination; returns the checks and the results.
 
     A configuration that fails (for example out of memory, or a precision the device lacks) is
-    kept with its error instead of stopping the run.
+    kept with its error instead of stopping the run; one whose memory pass fails keeps its timing.
     """
     checks, results = [], []
     if memory and device.type == 'cpu' and not cpu_peak_memory_supported():
@@ -322,10 +323,7 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
             if memory and execution == 'eager':
                 for result in group:
                     if result.error is None:
-                        result.peak_memory_mib = (
-                            cuda_peak_memory(steps[result.implementation], device)
-                            if device.type == 'cuda' else
-                            cpu_peak_memory(result.implementation, case, mode, precision))
+                        _measure_memory(result, steps[result.implementation], case, device)
     _compare(results, checks)
     return checks, results
 
@@ -372,6 +370,19 @@ def _time_interleaved(group: List[Result], case: Case, device: torch.device,
         result.tflops_per_s = flops / seconds / 1e12
         print_log(f'{_label(result)}: {result.images_per_s:.2f} images/s', logger='current')
     return steps
+
+
+def _measure_memory(result: Result, step: Callable, case: Case, device: torch.device) -> None:
+    """Fill in the peak memory of a timed configuration; a failure (out of memory, a crashed
+    measuring process) leaves it unmeasured with a warning and keeps the timing."""
+    try:
+        result.peak_memory_mib = (
+            cuda_peak_memory(step, device) if device.type == 'cuda' else
+            cpu_peak_memory(result.implementation, case, result.mode, result.precision))
+    except (RuntimeError, torch.OutOfMemoryError, BrokenProcessPool) as error:
+        print_log(f'{_label(result)}: peak memory not measured ({type(error).__name__}: '
+                  f'{(str(error).splitlines() or [""])[0][:200]})', logger='current',
+                  level=logging.WARNING)
 
 
 def _record_error(result: Result, error: Exception) -> None:

@@ -9,11 +9,14 @@ Accepted files:
 - any of these with DataParallel's `module.` prefix.
 
 Files are read with `torch.load(weights_only=True)`, so loading a checkpoint never runs code;
-metadata objects (optimizer args, log buffers) are replaced by inert placeholders.
+in zip-format files (every `torch.save` since torch 1.6) metadata objects (optimizer args, log
+buffers) are replaced by inert placeholders. Older, non-zip files must hold only weights and plain
+containers, or be re-saved with a current torch.
 Loading is all or nothing: another variant's weights, missing keys or foreign keys raise
 `CheckpointError` naming them, and a file that cannot be read names its path.
 """
 import pickle
+import re
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple
@@ -78,7 +81,25 @@ def read_checkpoint(path: str) -> dict:
     except FileNotFoundError as error:
         raise CheckpointError(f'Checkpoint not found: {path}. Check the path (official weights go '
                               f'under checkpoints/, see the README).') from error
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+    except IsADirectoryError as error:
+        raise CheckpointError(f'Checkpoint {path} is a directory; give the .pth file in it.'
+                              ) from error
+    except PermissionError as error:
+        raise CheckpointError(f'Checkpoint {path} cannot be read ({error}); fix its permissions '
+                              f'or copy it somewhere readable.') from error
+    except pickle.UnpicklingError as error:
+        # Every global of a zip-format file is made inert above, so a refused one means the
+        # legacy format, whose globals torch cannot list before loading.
+        unsupported = re.search(r'Unsupported global: GLOBAL (\S+)', str(error))
+        if unsupported:
+            raise CheckpointError(
+                f'Checkpoint {path} is in the legacy (pre-1.6, non-zip) torch format and holds a '
+                f'{unsupported.group(1)} object besides the weights, which only zip-format files '
+                f'may hold. If you trust the file, re-save it with a current torch: '
+                f'torch.save(torch.load(path, weights_only=False), new_path).') from error
+        raise CheckpointError(f'Checkpoint {path} is corrupt or truncated ({error}); '
+                              f'download or copy it again.') from error
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
         raise CheckpointError(f'Checkpoint {path} is corrupt or truncated ({error}); '
                               f'download or copy it again.') from error
 
@@ -112,6 +133,8 @@ def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None) -> Tup
             notes.append(f"'{wrapper}' prefix")
     if prefix is None and any(key.startswith('backbone.') for key in tensors):
         prefix = 'backbone.'
+    if prefix and not prefix.endswith('.'):
+        prefix += '.'  # as mmengine's Pretrained loader reads prefix='backbone'
     if prefix:
         selected = OrderedDict((key[len(prefix):], value) for key, value in tensors.items()
                                if key.startswith(prefix))

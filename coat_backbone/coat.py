@@ -28,6 +28,8 @@ from .checkpoint import load_coat_checkpoint
 
 Size = Tuple[int, int]
 
+# Patch size of each scale's embedding: strides 4, 8, 16 and 32.
+PATCH_SIZES = (4, 2, 2, 2)
 # CRPE kernel size -> number of heads using it; the same for every published variant.
 CRPE_WINDOWS: Dict[int, int] = {3: 2, 5: 3, 7: 3}
 # LayerNorm eps inside the blocks (the patch embeddings keep PyTorch's default, 1e-5).
@@ -43,6 +45,19 @@ def tokens_to_map(tokens: torch.Tensor, size: Size) -> torch.Tensor:
 def map_to_tokens(feature_map: torch.Tensor, cls_token: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) image map plus a (B, 1, C) class token -> (B, 1 + H*W, C) tokens."""
     return torch.cat((cls_token, feature_map.flatten(2).transpose(1, 2)), dim=1)
+
+
+def grid_sizes(height: int, width: int) -> List[Size]:
+    """Token grid (rows, columns) of each of the four scales for an input of this size."""
+    sizes = []
+    rows, columns = height, width
+    for patch in PATCH_SIZES:
+        rows, columns = rows // patch, columns // patch
+        if rows == 0 or columns == 0:
+            raise ValueError(f'The input {height}x{width} is too small for CoaT: every side needs '
+                             f'at least 32 pixels (four scales, total stride 32); resize or pad it.')
+        sizes.append((rows, columns))
+    return sizes
 
 
 class PatchEmbed(nn.Module):
@@ -241,7 +256,7 @@ class CoaT(BaseModule):
         for i in range(4):
             scale = i + 1
             setattr(self, f'patch_embed{scale}', PatchEmbed(
-                patch_size=4 if i == 0 else 2,
+                patch_size=PATCH_SIZES[i],
                 in_channels=in_channels if i == 0 else embed_dims[i - 1],
                 embed_dim=embed_dims[i]))
             setattr(self, f'cls_token{scale}', nn.Parameter(torch.zeros(1, 1, embed_dims[i])))
@@ -330,6 +345,7 @@ class CoaT(BaseModule):
 
     def forward_tokens(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[Size]]:
         """All four scales as (B, 1 + H*W, C) tokens (class token first) and their grid sizes."""
+        grid_sizes(*x.shape[-2:])  # a clear error for inputs under 32 pixels
         tokens: List[torch.Tensor] = []
         sizes: List[Size] = []
         for i in range(4):

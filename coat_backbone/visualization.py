@@ -51,7 +51,9 @@ def plot_training_curve(scalars_file: Union[str, Path], out_file: Union[str, Pat
     loss_axis.set(title='training loss', xlabel='iteration', ylabel=loss_key, ylim=(0, None))
     for key in metrics:
         metric_axis.plot(curves[key]['step'], curves[key]['value'], marker='o', label=key)
-    metric_axis.set(title='validation', xlabel='iteration', ylim=(0, 1),
+    # mmdet's mAPs are fractions; mmseg's mIoU and accuracies are percentages.
+    top = 1 if max(v for key in metrics for v in curves[key]['value']) <= 1 else 100
+    metric_axis.set(title='validation', xlabel='iteration', ylim=(0, top),
                     xlim=loss_axis.get_xlim())
     metric_axis.legend(loc='lower right')
     for axis in (loss_axis, metric_axis):

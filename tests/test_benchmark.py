@@ -3,6 +3,7 @@ speed ratio, every configuration is timed and measured, the JSON is written with
 and the backbone compiles without graph breaks."""
 import json
 import logging
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 import torch
@@ -87,6 +88,18 @@ def test_cpu_memory_pass_is_skipped_with_a_warning_where_unsupported(monkeypatch
         logger.removeHandler(handler)
     assert all(r.error is None and r.peak_memory_mib is None for r in results)
     assert any('skipping the memory pass' in message for message in warnings), warnings
+
+
+def test_a_failing_memory_pass_keeps_the_timings(monkeypatch):
+    def crashed(*args, **kwargs):
+        raise BrokenProcessPool('simulated: the measuring process died')
+
+    monkeypatch.setattr(benchmark, 'cpu_peak_memory', crashed)
+    _, results = run_benchmark([Case('lite_tiny', (64, 64), 1)], torch.device('cpu'),
+                               modes=['fwd'], iters=1)
+    assert [r.implementation for r in results] == ['coat', 'timm']
+    assert all(r.error is None and r.images_per_s > 0 and r.peak_memory_mib is None
+               for r in results)
 
 
 def test_a_failing_configuration_is_reported_not_fatal(monkeypatch):

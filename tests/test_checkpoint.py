@@ -100,6 +100,10 @@ def test_module_prefix_and_mmseg_pretrained_argument(tmp_path, arch):
     model = CoaT(arch, pretrained=path)
     model.init_weights()
     _assert_loaded(model, source.state_dict())
+    # mmengine's Pretrained loader accepts the prefix without its dot; so does CoaT's.
+    model = CoaT(arch, init_cfg=dict(type='Pretrained', checkpoint=path, prefix='backbone'))
+    model.init_weights()
+    _assert_loaded(model, source.state_dict())
     with pytest.raises(ValueError, match='both'):
         CoaT(arch, pretrained=path, init_cfg=dict(type='Pretrained', checkpoint=path))
 
@@ -183,6 +187,24 @@ def test_corrupt_truncated_and_missing_files_name_the_path(tmp_path):
             load_coat_checkpoint(CoaT(TINY_LITE), str(path))
     with pytest.raises(CheckpointError, match='not found: .*absent.pth'):
         load_coat_checkpoint(CoaT(TINY_LITE), str(tmp_path / 'absent.pth'))
+    with pytest.raises(CheckpointError, match='is a directory; give the .pth file in it'):
+        load_coat_checkpoint(CoaT(TINY_LITE), str(tmp_path))
+
+
+def test_legacy_format_files(tmp_path):
+    """Pre-1.6 (non-zip) files load when they hold only weights; with metadata objects the error
+    says how to re-save them, instead of calling them corrupt."""
+    state_dict = CoaT(TINY_LITE).state_dict()
+    plain = tmp_path / 'plain.pth'
+    torch.save({'model': state_dict}, plain, _use_new_zipfile_serialization=False)
+    model = CoaT(TINY_LITE)
+    load_coat_checkpoint(model, str(plain))
+    _assert_loaded(model, state_dict)
+    with_args = tmp_path / 'with_args.pth'
+    torch.save({'model': state_dict, 'args': argparse.Namespace(lr=0.1)}, with_args,
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match=r'legacy .*argparse\.Namespace object.*re-save it'):
+        load_coat_checkpoint(model, str(with_args))
 
 
 class _Payload:

@@ -69,6 +69,12 @@ def test_any_input_size(kind, size):
         assert feature.shape == (1, channels, height, width)
 
 
+@pytest.mark.parametrize('size', [(31, 64), (40, 24)])
+def test_too_small_input_is_named(size):
+    with pytest.raises(ValueError, match=rf'input {size[0]}x{size[1]} is too small.*at least 32'):
+        CoaT(TINY_ARCHS['lite'])(torch.randn(1, 3, *size))
+
+
 def test_detection_resolution_odd_size():
     model = CoaT('small').eval()
     with torch.no_grad():

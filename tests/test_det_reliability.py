@@ -165,6 +165,22 @@ def test_non_finite_loss_stops_training_naming_the_iteration(tmp_path):
     assert not (tmp_path / 'epoch_2.pth').exists()
 
 
+def test_non_finite_loss_in_an_iteration_based_run_names_only_the_iteration(tmp_path):
+    runner = Runner(
+        model=ToyModel(), work_dir=str(tmp_path),
+        train_dataloader=dict(dataset=ToyData(nan_at=12), batch_size=2, num_workers=0,
+                              collate_fn=dict(type='default_collate'),
+                              sampler=dict(type='InfiniteSampler', shuffle=False)),
+        optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=10),
+        default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
+                                           interval=5)),
+        custom_hooks=[dict(type='NonFiniteLossHook')])
+    with pytest.raises(NonFiniteLossError, match=r'at iteration 7: loss=nan'):
+        runner.train()
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_5.pth')
+
+
 def test_resume_auto_rejects_a_dangling_last_checkpoint(tmp_path):
     (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_9.pth'))
     cfg = Config(dict(work_dir=str(tmp_path)))

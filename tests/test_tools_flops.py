@@ -5,7 +5,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from coat_backbone import ARCH_SETTINGS, CoaT, CoaTClassifier
-from coat_backbone.analysis import PAPER_GMACS_224, count_complexity, grid_sizes, total_cost
+from coat_backbone.analysis import PAPER_GMACS_224, count_complexity, total_cost
+from coat_backbone.coat import grid_sizes
 from tiny_archs import TINY_ARCHS
 from tool_runner import load_tool
 

@@ -5,6 +5,7 @@ import mmcv
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs
@@ -37,6 +38,18 @@ def test_curve_reads_and_plots_scalars(tmp_path):
     assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     with pytest.raises(KeyError, match='coco/segm_mAP'):
         plot_training_curve(_scalars(tmp_path), tmp_path / 'c.png', metrics=['coco/segm_mAP'])
+
+
+def test_curve_axis_fits_fractions_and_percentages(tmp_path, monkeypatch):
+    limits = []
+    monkeypatch.setattr(Figure, 'savefig', lambda figure, *args, **kwargs: limits.append(
+        figure.axes[1].get_ylim()))
+    plot_training_curve(_scalars(tmp_path), tmp_path / 'mAP.png', metrics=['coco/bbox_mAP'])
+    percent = tmp_path / 'percent.json'
+    percent.write_text('\n'.join(json.dumps(r) for r in (
+        dict(loss=1.0, step=10), dict(mIoU=42.5, step=10))) + '\n')
+    plot_training_curve(percent, tmp_path / 'mIoU.png', metrics=['mIoU'])
+    assert limits == [(0, 1), (0, 100)]
 
 
 def test_enlarge_sample_scales_boxes_and_masks():

@@ -23,11 +23,10 @@ from typing import List
 
 import torch
 
-from coat_backbone.analysis import grid_sizes
 from coat_backbone.benchmark import (EXECUTIONS, IMPLEMENTATIONS, MODES, PRECISIONS, Case,
                                      format_table, matmul_peak_tflops, profile_step, report,
                                      run_benchmark)
-from coat_backbone.coat import resolve_arch
+from coat_backbone.coat import grid_sizes, resolve_arch
 from coat_backbone.conversion import write_atomically
 
 SIZE = re.compile(r'^(\d+)x(\d+):(\d+)$')

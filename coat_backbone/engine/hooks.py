@@ -14,6 +14,7 @@ from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
+from mmengine.runner import EpochBasedTrainLoop
 
 PARTIAL_SUFFIX = '.partial'
 
@@ -142,8 +143,9 @@ class NonFiniteLossHook(Hook):
         all_reduce(all_finite, op='min')
         if all_finite.item() == 1.0:
             return
-        where = (f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}, batch {batch_idx + 1} '
-                 f'of the epoch)')
+        where = f'iteration {runner.iter + 1}'
+        if isinstance(runner.train_loop, EpochBasedTrainLoop):  # else batch_idx is the iteration
+            where += f' (epoch {runner.epoch + 1}, batch {batch_idx + 1} of the epoch)'
         if bad:
             terms = ', '.join(f'{name}={value.float().mean().item()}'
                               for name, value in bad.items())
