@@ -23,7 +23,8 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.9',
     packages=find_packages(include=['coat_backbone', 'coat_backbone.*']),
-    install_requires=['torch>=2.0', 'mmengine>=0.10.0,<0.11', 'timm>=0.9', 'einops'],
+    install_requires=['torch>=2.0', 'mmengine>=0.10.0,<0.11', 'timm>=0.9', 'einops',
+                      'packaging'],
     extras_require={
         'det': DETECTION,
         'seg': SEGMENTATION,

@@ -106,6 +106,21 @@ def test_eval_tool_matches_the_runner_in_every_format(trained, cls_data, tmp_pat
         load_classifier(str(final))
 
 
+def test_eval_tool_names_bad_input(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location('coat_eval_cls', TOOLS / 'eval_cls.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    weights = tmp_path / 'timm.pth'
+    torch.save(CoaT(TINY_COAT).state_dict(), weights)
+    for argv, message in (
+            ([weights, tmp_path, '--config', CONFIGS / 'mask_rcnn_coat_small_fpn_1x.py'],
+             'is not a classification config'),
+            ([weights, tmp_path, '--config', tmp_path / 'missing.py'], 'Config file not found'),
+            ([tmp_path / 'missing.pth', tmp_path, '--arch', 'lite_tiny'], 'not found')):
+        assert tool.main([str(arg) for arg in argv]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_test_tool_reports_accuracy(trained, tmp_path):
     config, work_dir = trained
     cli.test_main([str(config), str(work_dir / f'epoch_{MAX_EPOCHS}.pth'), '--work-dir',

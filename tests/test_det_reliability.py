@@ -238,3 +238,15 @@ def test_slurm_train_runs_srun_with_the_mmdet_conventions(tmp_path):
     assert '--quotatype=auto' in args
     assert args[-6:-1] == [str(REPO / 'tools' / 'train.py'), 'cfg.py', '--work-dir=wd',
                            '--launcher=slurm', '--amp']
+    # Without PYTHON, the project's environment; fewer GPUS than a node's 8 ask for that many.
+    env = {key: value for key, value in env.items() if key != 'PYTHON'}
+    subprocess.run(['bash', str(REPO / 'tools' / 'slurm_train.sh'), 'part', 'job', 'cfg.py', 'wd'],
+                   env={**env, 'GPUS': '4', 'COAT_VENV': str(tmp_path / 'env')}, check=True)
+    args = log.read_text().split('\n')
+    assert args[3:6] == ['--gres=gpu:4', '--ntasks=4', '--ntasks-per-node=4']
+    assert args[-7] == 'python'  # no environment at COAT_VENV
+    (tmp_path / 'env' / 'bin').mkdir(parents=True)
+    (tmp_path / 'env' / 'bin' / 'python').symlink_to(sys.executable)
+    subprocess.run(['bash', str(REPO / 'tools' / 'slurm_train.sh'), 'part', 'job', 'cfg.py', 'wd'],
+                   env={**env, 'COAT_VENV': str(tmp_path / 'env')}, check=True)
+    assert log.read_text().split('\n')[-7] == str(tmp_path / 'env' / 'bin' / 'python')

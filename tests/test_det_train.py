@@ -6,8 +6,10 @@ import pickle
 from pathlib import Path
 
 import pytest
+import torch
 from mmengine.config import Config
 
+from coat_backbone import CheckpointError
 from coat_backbone.engine import adapt_to_machine, build_runner, cli
 from coat_backbone.synthetic import SHAPE_CLASSES, coco_shapes_paths
 from det_helpers import CONFIG_DIR, TOOLS, make_tiny, tiny_config_file
@@ -48,6 +50,15 @@ def test_test_tool_dumps_results_and_pictures(trained_mask_rcnn, coco_shapes, tm
     num_val = len(list(coco_shapes_paths(coco_shapes, 'val')[1].iterdir()))
     assert len(results) == num_val and 'masks' in results[0]['pred_instances']
     assert len(list(tmp_path.glob('*/pictures/*.png'))) == num_val
+    with pytest.raises(FileExistsError, match='results.pkl exists already.*--force'):
+        cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--out', str(out)])
+    # A backbone-only file would load non-strictly and evaluate a random head: refused.
+    state = torch.load(work_dir / 'epoch_1.pth', weights_only=True)['state_dict']
+    backbone_only = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('backbone.')}},
+               backbone_only)
+    with pytest.raises(CheckpointError, match=r'backbone.pth lacks \d+ of the \d+ weights.*neck'):
+        cli.test_main([str(config), str(backbone_only), '--work-dir', str(tmp_path / 'bad')])
 
 
 def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path):
@@ -62,6 +73,18 @@ def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path):
         p.name for p in images.iterdir())
     with pytest.raises(FileNotFoundError, match='No such image or folder'):
         demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(tmp_path / 'missing.png')])
+    # Nothing is overwritten: neither earlier pictures nor one image's by another's.
+    pictures = {p.name: p.read_bytes() for p in (tmp_path / 'vis').iterdir()}
+    with pytest.raises(FileExistsError, match='outputs exist already.*--force'):
+        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), '--out-dir',
+                   str(tmp_path)])
+    twin = tmp_path / 'twin'
+    twin.mkdir()
+    (twin / '000000.png').write_bytes((images / '000000.png').read_bytes())
+    with pytest.raises(ValueError, match='same name'):
+        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), str(twin),
+                   '--out-dir', str(tmp_path / 'other')])
+    assert {p.name: p.read_bytes() for p in (tmp_path / 'vis').iterdir()} == pictures
 
 
 def test_deformable_detr_trains_and_evaluates(coco_shapes, tmp_path):

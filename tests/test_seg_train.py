@@ -48,6 +48,15 @@ def test_upernet_trains_and_evaluates(trained_upernet):
     assert 0.0 <= metrics['mIoU'] <= 100.0
 
 
+def test_a_new_run_never_overwrites_an_earlier_one(trained_upernet):
+    config, work_dir = trained_upernet
+    before = {path.name: path.read_bytes() for path in work_dir.iterdir() if path.is_file()}
+    with pytest.raises(FileExistsError, match=r'holds an earlier run \(last_checkpoint, .*iter_2'
+                       r'\.pth.*--resume.*--work-dir.*--force'):
+        cli.train_main([str(config)])
+    assert {path.name: path.read_bytes() for path in work_dir.iterdir() if path.is_file()} == before
+
+
 def test_upernet_resumes_where_it_stopped(trained_upernet):
     config, work_dir = trained_upernet
     cli.train_main([str(config), '--resume', '--cfg-options', 'train_cfg.max_iters=3'])

@@ -53,7 +53,10 @@ def epoch_run(tmp_path_factory):
         train_cfg=dict(by_epoch=True, max_epochs=3, val_interval=1), val_cfg=dict(),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=2),
                            checkpoint=dict(type='CheckpointHook', interval=100)),
-        visualizer=dict(type='Visualizer', vis_backends=[dict(type='LocalVisBackend')]),
+        # Its own name: by default the visualizer is named after the start second, and a
+        # Runner built in the same second by an earlier test would lend it its work_dir.
+        visualizer=dict(type='Visualizer', name='plot_logs_epoch_run',
+                        vis_backends=[dict(type='LocalVisBackend')]),
         default_scope=None, log_level='WARNING')
     runner.train()
     return work_dir
@@ -98,6 +101,11 @@ def test_plots_default_keys_of_several_runs(epoch_run, iter_run, tmp_path, capsy
     assert 'loss, lr, mIoU, toy/mAP' in printed and "seg has no ['toy/mAP']" in printed
     with Image.open(out) as png:
         assert png.format == 'PNG' and png.width > 800 and png.height > 600  # 2 x 2 panels
+    picture = out.read_bytes()
+    assert plot_logs.main([str(epoch_run), '--out', str(out)]) == 2
+    assert 'exists already' in capsys.readouterr().err and out.read_bytes() == picture
+    assert plot_logs.main([str(epoch_run), '--out', str(out), '--force']) == 0
+    assert out.read_bytes() != picture
 
 
 def test_missing_keys_name_the_available_ones(epoch_run, iter_run, tmp_path, capsys):

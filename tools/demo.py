@@ -2,15 +2,16 @@
 """Run a trained detector on images and save pictures of its boxes and masks.
 
     python tools/demo.py CONFIG CHECKPOINT IMAGE_OR_FOLDER [...] [--out-dir outputs/demo]
-        [--score-thr 0.3] [--device cpu|cuda] [--save-pred]
+        [--score-thr 0.3] [--device cpu|cuda] [--save-pred] [--force]
 
 Pictures go to OUT_DIR/vis/<image name>; with --save-pred the raw predictions go to
-OUT_DIR/preds/<image name>.json. Built on mmdet's DetInferencer.
+OUT_DIR/preds/<image name>.json. Existing ones are replaced only with --force, and images that
+share a name are refused. Built on mmdet's DetInferencer.
 """
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 # From a checkout, use its coat_backbone even when the package is not installed.
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,24 @@ def list_images(inputs: List[str]) -> List[str]:
             raise FileNotFoundError(f'No such image or folder: {item}')
     if not images:
         raise FileNotFoundError(f'No image ({", ".join(IMAGE_SUFFIXES)}) in {inputs}')
+    by_name: Dict[str, str] = {}
+    for image in images:
+        other = by_name.setdefault(Path(image).name, image)
+        if other != image:
+            raise ValueError(f'{other} and {image} have the same name, so their pictures would '
+                             f'overwrite each other; run them with different --out-dir.')
     return images
+
+
+def refuse_to_overwrite(images: List[str], out_dir: str, save_pred: bool) -> None:
+    """mmdet's DetInferencer writes OUT_DIR/vis/<name> and OUT_DIR/preds/<stem>.json."""
+    outputs = [Path(out_dir) / 'vis' / Path(image).name for image in images]
+    if save_pred:
+        outputs += [Path(out_dir) / 'preds' / f'{Path(image).stem}.json' for image in images]
+    existing = [str(path) for path in outputs if path.exists()]
+    if existing:
+        raise FileExistsError(f'{len(existing)} outputs exist already ({existing[0]}, ...); '
+                              f'choose another --out-dir or pass --force to replace them.')
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -50,12 +68,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--device', default=None,
                         help='e.g. cpu, cuda:0 (default: cuda when available)')
     parser.add_argument('--save-pred', action='store_true', help='also save predictions as json')
+    parser.add_argument('--force', action='store_true',
+                        help='replace pictures and predictions already in --out-dir')
     args = parser.parse_args(argv)
 
     for path in (args.config, args.checkpoint):
         if not Path(path).is_file():
             raise FileNotFoundError(f'No such file: {path}')
     images = list_images(args.inputs)
+    if not args.force:
+        refuse_to_overwrite(images, args.out_dir, args.save_pred)
 
     from mmdet.apis import DetInferencer  # after the checks: importing mmdet takes seconds
 

@@ -23,7 +23,8 @@ from mmengine.config import DictAction  # noqa: E402
 
 from coat_backbone.classification import (SyntheticImageNetArgs, evaluate_folder,  # noqa: E402
                                           generate_synthetic_imagenet, load_classifier)
-from coat_backbone.engine import adapt_to_machine, build_runner, load_config  # noqa: E402
+from coat_backbone.engine import (adapt_to_machine, build_runner, load_config,  # noqa: E402
+                                  refuse_to_overwrite_a_run)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,6 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         default=str(ROOT / 'configs/imagenet/demo_synthetic_imagenet.py'),
                         help='a config with `synthetic_data` and `data_root`')
     parser.add_argument('--work-dir', default='work_dirs/cls_demo', help='where results go')
+    parser.add_argument('--force', action='store_true',
+                        help='rerun over an earlier run in --work-dir, replacing its '
+                        'checkpoints')
     parser.add_argument('--min-top1', type=float, default=50.0,
                         help='exit with status 1 when the final val top-1 (%%) is lower')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -46,13 +50,14 @@ def main(argv=None) -> int:
     if 'synthetic_data' not in cfg or 'data_root' not in cfg:
         raise SystemExit(f'{args.config} lacks `synthetic_data` or `data_root`; use a config '
                          f'derived from configs/imagenet/demo_synthetic_imagenet.py')
+    cfg.work_dir = args.work_dir
+    refuse_to_overwrite_a_run(cfg, args.force)
     synthetic = SyntheticImageNetArgs(**cfg.synthetic_data)
     data_root = generate_synthetic_imagenet(cfg.data_root, synthetic)
     # The loaders read what was just generated, also when data_root came from --cfg-options.
     for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
                           ('test_dataloader', 'val')):
         cfg[loader].dataset.root = str(data_root / split)
-    cfg.work_dir = args.work_dir
     cfg.launcher = 'none'
     adapt_to_machine(cfg)
     build_runner(cfg).train()

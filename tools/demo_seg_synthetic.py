@@ -17,7 +17,8 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 from mmengine.config import DictAction  # noqa: E402
 
-from coat_backbone.engine import adapt_to_machine, build_runner, load_config  # noqa: E402
+from coat_backbone.engine import (adapt_to_machine, build_runner, load_config,  # noqa: E402
+                                  refuse_to_overwrite_a_run)
 from coat_backbone.synthetic import SEG_CLASSES, SegShapesArgs, generate_seg_shapes  # noqa: E402
 from coat_backbone.training_logs import plot_runs, read_run_log  # noqa: E402
 
@@ -27,6 +28,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--config', default='configs/demo/fpn_coat_demo_seg.py',
                         help='a config with `synthetic_data` (SegShapesArgs) and `data_root`')
     parser.add_argument('--work-dir', default='work_dirs/demo_seg', help='where results are saved')
+    parser.add_argument('--force', action='store_true',
+                        help='rerun over an earlier run in --work-dir, replacing its '
+                        'checkpoints')
     parser.add_argument('--min-miou', type=float, default=50.0,
                         help='exit with status 1 when the final val mIoU (%%) is lower')
     parser.add_argument('--num-pictures', type=int, default=6,
@@ -48,6 +52,7 @@ def main() -> int:
                          f'(the generator\'s classes {SEG_CLASSES}), got '
                          f'{cfg.model.decode_head.num_classes}')
     cfg.work_dir = args.work_dir
+    refuse_to_overwrite_a_run(cfg, args.force)
     adapt_to_machine(cfg)
     generate_seg_shapes(cfg.data_root, SegShapesArgs(**cfg.synthetic_data))
 

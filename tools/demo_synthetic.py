@@ -16,7 +16,8 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 from mmengine.config import DictAction  # noqa: E402
 
-from coat_backbone.engine import adapt_to_machine, build_runner, load_config  # noqa: E402
+from coat_backbone.engine import (adapt_to_machine, build_runner, load_config,  # noqa: E402
+                                  refuse_to_overwrite_a_run)
 from coat_backbone.synthetic import (SHAPE_CLASSES, CocoShapesArgs,  # noqa: E402
                                      generate_coco_shapes)
 from coat_backbone.visualization import (draw_prediction_gallery,  # noqa: E402
@@ -30,6 +31,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--config', default='configs/demo/mask_rcnn_coat_demo.py',
                         help='a config with `synthetic_data` (CocoShapesArgs) and `data_root`')
     parser.add_argument('--work-dir', default='work_dirs/demo', help='where results are saved')
+    parser.add_argument('--force', action='store_true',
+                        help='rerun over an earlier run in --work-dir, replacing its '
+                        'checkpoints')
     parser.add_argument('--min-bbox-map', type=float, default=0.30,
                         help='exit with status 1 when the final val bbox mAP is lower')
     parser.add_argument('--num-pictures', type=int, default=8,
@@ -50,6 +54,7 @@ def main() -> int:
         raise SystemExit(f'{args.config}: metainfo.classes must be {SHAPE_CLASSES} (the '
                          f'generator\'s category order), got {tuple(cfg.metainfo.classes)}')
     cfg.work_dir = args.work_dir
+    refuse_to_overwrite_a_run(cfg, args.force)
     adapt_to_machine(cfg)
     generate_coco_shapes(cfg.data_root, CocoShapesArgs(**cfg.synthetic_data))
 

@@ -25,6 +25,7 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
+from coat_backbone.checkpoint import CheckpointError  # noqa: E402
 from coat_backbone.classification import (eval_transform, evaluate_folder,  # noqa: E402
                                           load_classifier)
 
@@ -54,25 +55,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     args = parse_args(argv)
     arch = args.arch
     transform = eval_transform()
-    if args.config:
-        cfg = Config.fromfile(args.config)
-        arch = cfg.model.backbone.arch
-        transform = dict(cfg.test_dataloader.dataset.transform)
-    for key, value in (('input_size', args.img_size), ('crop_pct', args.crop_pct),
-                       ('crop_mode', args.crop_mode)):
-        if value is not None:
-            transform[key] = value
-    model = load_classifier(args.checkpoint, arch=arch, use_raw_weights=args.raw_weights)
+    try:
+        if args.config:
+            if not Path(args.config).is_file():
+                raise FileNotFoundError(f'Config file not found: {args.config}')
+            cfg = Config.fromfile(args.config)
+            model_type = cfg.get('model', {}).get('type')
+            if model_type != 'CoaTImageClassifier':
+                raise ValueError(f'{args.config} is not a classification config (its model is '
+                                 f'{model_type}); give one of configs/imagenet/ or --arch.')
+            arch = cfg.model.backbone.arch
+            transform = dict(cfg.test_dataloader.dataset.transform)
+        for key, value in (('input_size', args.img_size), ('crop_pct', args.crop_pct),
+                           ('crop_mode', args.crop_mode)):
+            if value is not None:
+                transform[key] = value
+        model = load_classifier(args.checkpoint, arch=arch, use_raw_weights=args.raw_weights)
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
     result = evaluate_folder(model, args.data_dir, transform, batch_size=args.batch_size,
                              num_workers=args.num_workers, device=args.device,
                              amp=args.device.startswith('cuda') and not args.no_amp)
     print(f"Acc@1 {result['acc1']:.3f} Acc@5 {result['acc5']:.3f} loss {result['loss']:.3f} "
           f"({result['num_images']} images)")
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -12,6 +12,7 @@ or a scalars.json file. Default keys: loss, lr and the main metric of each task.
 """
 import argparse
 import sys
+from pathlib import Path
 from typing import List
 
 from coat_backbone.training_logs import plot_runs, read_run_log, select_keys
@@ -24,6 +25,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument('--keys', nargs='+', help='scalars to plot (default: loss, lr, metrics)')
     parser.add_argument('--legend', nargs='+', help='one name per run (default: run folders)')
     parser.add_argument('--out', default='curves.png', help='PNG to write (default curves.png)')
+    parser.add_argument('--force', action='store_true', help='replace an existing --out')
     parser.add_argument('--list', action='store_true', help='print the keys of each run and exit')
     args = parser.parse_args(argv)
     if args.legend is not None and len(args.legend) != len(args.runs):
@@ -41,7 +43,10 @@ def main(argv: List[str]) -> int:
                 print(f"{log.name} ({log.path}): {', '.join(log.keys())}")
             return 0
         keys = select_keys(logs, args.keys)
-    except (FileNotFoundError, ValueError) as error:
+        if Path(args.out).exists() and not args.force:
+            raise FileExistsError(f'{args.out} exists already; choose another --out or pass '
+                                  f'--force to replace it.')
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     for log in logs:

@@ -18,7 +18,9 @@ log() { echo "[setup_env] $*" >&2; }
 pin() { sed -n "s/^$1==//p" "$CONSTRAINTS"; }
 
 setup_key=$(cat "$CONSTRAINTS" "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
-setup_key="$setup_key-cuda${FORCE_CUDA:-0}-${TORCH_CUDA_ARCH_LIST:-}"
+# A GPU that appears later (or a copied environment) must rebuild mmcv with its CUDA ops.
+gpu=$(nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo nogpu)
+setup_key="$setup_key-cuda${FORCE_CUDA:-0}-${TORCH_CUDA_ARCH_LIST:-}-$gpu"
 stamp="$VENV/.coat-setup-done"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$setup_key" ]; then
   log "environment up to date ($VENV)"
@@ -48,12 +50,15 @@ wheel_dir="$CACHE/mmcv-wheels/$mmcv_key"
 if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
   log "building mmcv $(pin mmcv) for $mmcv_key (about 20 minutes on 2 cores, once)"
   tmp_dir=$(mktemp -d)
+  trap 'rm -rf "$tmp_dir"' EXIT  # a failed build leaves nothing behind
   MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" -m pip wheel --isolated -q \
     --disable-pip-version-check --no-build-isolation --no-deps --no-cache-dir \
     -w "$tmp_dir" "mmcv==$(pin mmcv)"
   mkdir -p "$(dirname "$wheel_dir")"
   # Move into place only when complete, so an interrupted build is never mistaken for a cached one.
-  rm -rf "$wheel_dir.partial" && mv "$tmp_dir" "$wheel_dir.partial" && mv "$wheel_dir.partial" "$wheel_dir"
+  rm -rf "$wheel_dir.partial"
+  mv "$tmp_dir" "$wheel_dir.partial"
+  mv "$wheel_dir.partial" "$wheel_dir"
 else
   log "reusing cached mmcv wheel ($mmcv_key)"
 fi

@@ -5,12 +5,12 @@ registry (so mmdet and mmseg configs find them) and lets weights-only `torch.loa
 own checkpoints (see `serialization`). It needs neither mmdet/mmseg nor mmcv.
 """
 from .hooks import AtomicCheckpointHook, NonFiniteLossError, NonFiniteLossHook
-from .runtime import adapt_to_machine, build_runner, load_config
+from .runtime import adapt_to_machine, build_runner, load_config, refuse_to_overwrite_a_run
 from .serialization import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 
 __all__ = [
     'AtomicCheckpointHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'adapt_to_machine',
-    'allow_mmengine_checkpoints', 'build_runner', 'load_config'
+    'allow_mmengine_checkpoints', 'build_runner', 'load_config', 'refuse_to_overwrite_a_run'
 ]

@@ -5,13 +5,15 @@ Each `*_main(argv)` parses arguments, adjusts the config and runs an mmengine Ru
 two, because their result dumps and visualisation hooks differ.
 """
 import argparse
+import os
 import os.path as osp
 from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
-from .runtime import (adapt_to_machine, build_runner, default_work_dir, enable_amp,
-                      enable_auto_scale_lr, load_config, set_local_rank, set_resume)
+from .runtime import (adapt_to_machine, build_runner, check_checkpoint_fits, default_work_dir,
+                      enable_amp, enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
+                      set_local_rank, set_resume)
 
 LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
 
@@ -48,6 +50,9 @@ def train_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
                         help='resume training: from CHECKPOINT, or without a value from '
                         '<work_dir>/last_checkpoint (from scratch when there is none)')
+    parser.add_argument('--force', action='store_true',
+                        help='start a new run in a work_dir that holds an earlier run\'s '
+                        'checkpoints, overwriting those of the same names')
     parser.add_argument('--amp', action='store_true', help='mixed-precision training')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr to the actual total batch size '
@@ -61,11 +66,15 @@ def train_main(argv: Optional[List[str]] = None) -> None:
     if args.auto_scale_lr:
         enable_auto_scale_lr(cfg)
     set_resume(cfg, args.resume)
+    refuse_to_overwrite_a_run(cfg, args.force)
     adapt_to_machine(cfg)
     build_runner(cfg).train()
 
 
-def _dump_results(cfg: Config, out: str) -> None:
+def _dump_results(cfg: Config, out: str, force: bool) -> None:
+    if not force and (osp.isfile(out) or osp.isdir(out) and os.listdir(out)):
+        raise FileExistsError(f'--out {out} exists already; choose another path or pass --force '
+                              f'to replace it.')
     if cfg.get('default_scope') == 'mmseg':
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
@@ -104,6 +113,7 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='also save the raw predictions: a .pkl file (mmdet) or a '
                         'folder of prediction maps (mmseg)')
+    parser.add_argument('--force', action='store_true', help='replace an existing --out')
     parser.add_argument('--show', action='store_true', help='display each prediction')
     parser.add_argument('--show-dir', help='save pictures of the predictions here (mmdet: '
                         'relative to <work_dir>/<timestamp>)')
@@ -117,8 +127,10 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     cfg = _prepare(args)
     cfg.load_from = args.checkpoint
     if args.out:
-        _dump_results(cfg, args.out)
+        _dump_results(cfg, args.out, args.force)
     if args.show or args.show_dir:
         _enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
     adapt_to_machine(cfg)
-    build_runner(cfg).test()
+    runner = build_runner(cfg)
+    check_checkpoint_fits(runner.model, args.checkpoint)
+    runner.test()

@@ -3,17 +3,23 @@
 Shared by tools/train.py and tools/test.py. Nothing here is specific to mmdet or mmseg: the
 config's `default_scope` decides which library's registries the Runner uses.
 """
+import glob
 import logging
 import os
 import os.path as osp
+import re
 from typing import Any, Optional
 
+import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from ..checkpoint import CheckpointError, read_checkpoint
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -50,6 +56,24 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
                 f'{pointer} names {last!r}, which does not exist. Pick a checkpoint of '
                 f'{cfg.work_dir} yourself: --resume {osp.join(cfg.work_dir, "epoch_N.pth")}.')
     cfg.resume, cfg.load_from = True, None
+
+
+def refuse_to_overwrite_a_run(cfg: Config, force: bool) -> None:
+    """A new run (not `--resume`) writes `epoch_N.pth` / `iter_N.pth` and `last_checkpoint` under
+    the names an earlier run in the same work_dir used: refuse unless `force`."""
+    if force or cfg.get('resume'):
+        return
+    work_dir = cfg.work_dir
+    found = sorted(osp.basename(path)
+                   for path in glob.glob(osp.join(glob.escape(work_dir), '*.pth')))
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        found.insert(0, 'last_checkpoint')
+    if found:
+        shown = ', '.join(found[:4]) + (', ...' if len(found) > 4 else '')
+        raise FileExistsError(
+            f'{work_dir} holds an earlier run ({shown}), which a new run would overwrite. '
+            f'Continue it with --resume, give the new run another --work-dir, or pass --force to '
+            f'train over it.')
 
 
 def enable_amp(cfg: Config) -> None:
@@ -122,6 +146,23 @@ def adapt_to_machine(cfg: Config) -> None:
     if replaced:
         print_log(f'No GPU: {replaced} SyncBN layer configs use BN instead (per-process '
                   f'statistics).', logger='current', level=logging.WARNING)
+
+
+def check_checkpoint_fits(model: torch.nn.Module, checkpoint: str) -> None:
+    """Refuse to test a checkpoint that lacks weights of the model: mmengine would load it
+    non-strictly and evaluate random layers, as happens with an ImageNet or backbone-only file."""
+    if is_model_wrapper(model):
+        model = model.module
+    state = read_checkpoint(checkpoint)
+    state = state.get('state_dict', state)
+    found = {re.sub(r'^module\.', '', key) for key in state}
+    missing = [key for key in model.state_dict() if key not in found]
+    if missing:
+        raise CheckpointError(
+            f'{checkpoint} lacks {len(missing)} of the {len(model.state_dict())} weights of this '
+            f'config\'s model ({", ".join(missing[:4])}, ...). Test a checkpoint that '
+            f'tools/train.py wrote with this config; ImageNet and backbone files only initialise '
+            f'training (init_cfg=dict(type=\'Pretrained\', checkpoint=...)).')
 
 
 def build_runner(cfg: Config) -> Runner:
