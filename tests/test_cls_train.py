@@ -121,6 +121,18 @@ def test_eval_tool_names_bad_input(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_demo_refuses_to_train_over_an_earlier_run(tmp_path):
+    spec = importlib.util.spec_from_file_location('coat_demo_cls', TOOLS / 'demo_cls_synthetic.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    (tmp_path / 'epoch_8.pth').write_bytes(b'an earlier run')
+    with pytest.raises(SystemExit, match=r'holds an earlier run \(epoch_8.pth\).*Give the new '
+                       r'run another --work-dir, or pass --force') as refusal:
+        tool.main(['--work-dir', str(tmp_path)])
+    assert '--resume' not in str(refusal.value)  # the demo has none
+    assert (tmp_path / 'epoch_8.pth').read_bytes() == b'an earlier run'
+
+
 def test_test_tool_reports_accuracy(trained, tmp_path):
     config, work_dir = trained
     cli.test_main([str(config), str(work_dir / f'epoch_{MAX_EPOCHS}.pth'), '--work-dir',

@@ -51,7 +51,10 @@ def main(argv=None) -> int:
         raise SystemExit(f'{args.config} lacks `synthetic_data` or `data_root`; use a config '
                          f'derived from configs/imagenet/demo_synthetic_imagenet.py')
     cfg.work_dir = args.work_dir
-    refuse_to_overwrite_a_run(cfg, args.force)
+    try:
+        refuse_to_overwrite_a_run(cfg, args.force, can_resume=False)
+    except FileExistsError as error:
+        raise SystemExit(str(error))
     synthetic = SyntheticImageNetArgs(**cfg.synthetic_data)
     data_root = generate_synthetic_imagenet(cfg.data_root, synthetic)
     # The loaders read what was just generated, also when data_root came from --cfg-options.

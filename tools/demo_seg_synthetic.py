@@ -52,7 +52,10 @@ def main() -> int:
                          f'(the generator\'s classes {SEG_CLASSES}), got '
                          f'{cfg.model.decode_head.num_classes}')
     cfg.work_dir = args.work_dir
-    refuse_to_overwrite_a_run(cfg, args.force)
+    try:
+        refuse_to_overwrite_a_run(cfg, args.force, can_resume=False)
+    except FileExistsError as error:
+        raise SystemExit(str(error))
     adapt_to_machine(cfg)
     generate_seg_shapes(cfg.data_root, SegShapesArgs(**cfg.synthetic_data))
 

@@ -54,7 +54,10 @@ def main() -> int:
         raise SystemExit(f'{args.config}: metainfo.classes must be {SHAPE_CLASSES} (the '
                          f'generator\'s category order), got {tuple(cfg.metainfo.classes)}')
     cfg.work_dir = args.work_dir
-    refuse_to_overwrite_a_run(cfg, args.force)
+    try:
+        refuse_to_overwrite_a_run(cfg, args.force, can_resume=False)
+    except FileExistsError as error:
+        raise SystemExit(str(error))
     adapt_to_machine(cfg)
     generate_coco_shapes(cfg.data_root, CocoShapesArgs(**cfg.synthetic_data))
 

@@ -58,9 +58,10 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
     cfg.resume, cfg.load_from = True, None
 
 
-def refuse_to_overwrite_a_run(cfg: Config, force: bool) -> None:
+def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True) -> None:
     """A new run (not `--resume`) writes `epoch_N.pth` / `iter_N.pth` and `last_checkpoint` under
-    the names an earlier run in the same work_dir used: refuse unless `force`."""
+    the names an earlier run in the same work_dir used: refuse unless `force`. `can_resume`: the
+    tool has a `--resume` to suggest."""
     if force or cfg.get('resume'):
         return
     work_dir = cfg.work_dir
@@ -72,8 +73,8 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool) -> None:
         shown = ', '.join(found[:4]) + (', ...' if len(found) > 4 else '')
         raise FileExistsError(
             f'{work_dir} holds an earlier run ({shown}), which a new run would overwrite. '
-            f'Continue it with --resume, give the new run another --work-dir, or pass --force to '
-            f'train over it.')
+            + ('Continue it with --resume, give' if can_resume else 'Give')
+            + ' the new run another --work-dir, or pass --force to train over it.')
 
 
 def enable_amp(cfg: Config) -> None:
