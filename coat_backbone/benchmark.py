@@ -380,14 +380,18 @@ def _measure_memory(result: Result, step: Callable, case: Case, device: torch.de
             cuda_peak_memory(step, device) if device.type == 'cuda' else
             cpu_peak_memory(result.implementation, case, result.mode, result.precision))
     except (RuntimeError, torch.OutOfMemoryError, BrokenProcessPool) as error:
-        print_log(f'{_label(result)}: peak memory not measured ({type(error).__name__}: '
-                  f'{(str(error).splitlines() or [""])[0][:200]})', logger='current',
-                  level=logging.WARNING)
+        print_log(f'{_label(result)}: peak memory not measured ({_describe(error)})',
+                  logger='current', level=logging.WARNING)
 
 
 def _record_error(result: Result, error: Exception) -> None:
-    result.error = f'{type(error).__name__}: {(str(error).splitlines() or [""])[0][:200]}'
+    result.error = _describe(error)
     print_log(f'{_label(result)}: {result.error}', logger='current')
+
+
+def _describe(error: Exception) -> str:
+    """The error's type and the first line of its message, for a table cell or a log line."""
+    return f'{type(error).__name__}: {(str(error).splitlines() or [""])[0][:200]}'
 
 
 def profile_step(arch: str, size: Size, batch: int, mode: str, device: torch.device,

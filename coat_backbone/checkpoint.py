@@ -87,7 +87,7 @@ def read_checkpoint(path: str) -> dict:
     except PermissionError as error:
         raise CheckpointError(f'Checkpoint {path} cannot be read ({error}); fix its permissions '
                               f'or copy it somewhere readable.') from error
-    except pickle.UnpicklingError as error:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
         # Every global of a zip-format file is made inert above, so a refused one means the
         # legacy format, whose globals torch cannot list before loading.
         unsupported = re.search(r'Unsupported global: GLOBAL (\S+)', str(error))
@@ -97,9 +97,6 @@ def read_checkpoint(path: str) -> dict:
                 f'{unsupported.group(1)} object besides the weights, which only zip-format files '
                 f'may hold. If you trust the file, re-save it with a current torch: '
                 f'torch.save(torch.load(path, weights_only=False), new_path).') from error
-        raise CheckpointError(f'Checkpoint {path} is corrupt or truncated ({error}); '
-                              f'download or copy it again.') from error
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
         raise CheckpointError(f'Checkpoint {path} is corrupt or truncated ({error}); '
                               f'download or copy it again.') from error
 

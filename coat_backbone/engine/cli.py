@@ -11,9 +11,9 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
-from .runtime import (adapt_to_machine, build_runner, check_checkpoint_fits, default_work_dir,
-                      enable_amp, enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
-                      set_local_rank, set_resume)
+from .runtime import (adapt_to_machine, build_runner, default_work_dir, enable_amp,
+                      enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run, set_local_rank,
+                      set_resume)
 
 LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
 
@@ -126,11 +126,10 @@ def test_main(argv: Optional[List[str]] = None) -> None:
         raise FileNotFoundError(f'Checkpoint file not found: {args.checkpoint}')
     cfg = _prepare(args)
     cfg.load_from = args.checkpoint
+    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='CheckpointFitsModelHook')]
     if args.out:
         _dump_results(cfg, args.out, args.force)
     if args.show or args.show_dir:
         _enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
     adapt_to_machine(cfg)
-    runner = build_runner(cfg)
-    check_checkpoint_fits(runner.model, args.checkpoint)
-    runner.test()
+    build_runner(cfg).test()

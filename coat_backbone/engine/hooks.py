@@ -1,10 +1,12 @@
-"""Training hooks that make long detection and segmentation runs safe to interrupt and resume.
+"""Hooks that make long detection and segmentation runs safe to interrupt and resume, and keep
+tools/test.py from evaluating a checkpoint that does not fit the model.
 
-Both are registered in mmengine's root `HOOKS` registry, so mmdet and mmseg configs find them
+All are registered in mmengine's root `HOOKS` registry, so mmdet and mmseg configs find them
 without a scope prefix once `coat_backbone` is imported (`custom_imports`).
 """
 import os
 import os.path as osp
+import re
 from collections import deque
 from typing import Dict, List, Optional
 
@@ -13,8 +15,11 @@ from mmengine.dist import all_reduce, is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from mmengine.runner import EpochBasedTrainLoop
+
+from ..checkpoint import CheckpointError
 
 PARTIAL_SUFFIX = '.partial'
 
@@ -159,3 +164,29 @@ class NonFiniteLossHook(Hook):
             f'{what} Training stopped; this step updated the weights, so they were not saved. '
             f'{resume} after lowering the learning rate or enabling gradient clipping '
             f'(optim_wrapper.clip_grad=dict(max_norm=...)), and check the data of this batch.')
+
+
+@HOOKS.register_module()
+class CheckpointFitsModelHook(Hook):
+    """Stop before a checkpoint that lacks weights of the model goes into it.
+
+    mmengine loads `load_from` non-strictly, so an ImageNet or backbone-only file would be
+    evaluated with randomly initialised heads. This checks the checkpoint mmengine has just read
+    (no second read), before any other hook uses it.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        expected = list(model.state_dict())
+        # The key revision mmengine applies when it loads: DataParallel's `module.` prefix.
+        found = {re.sub(r'^module\.', '', key) for key in checkpoint.get('state_dict', checkpoint)}
+        missing = [key for key in expected if key not in found]
+        if missing:
+            raise CheckpointError(
+                f'{runner.cfg.get("load_from")} lacks {len(missing)} of the {len(expected)} '
+                f'weights of this config\'s model ({", ".join(missing[:4])}, ...). Test a '
+                f'checkpoint that tools/train.py wrote with this config; ImageNet and backbone '
+                f'files only initialise training (init_cfg=dict(type=\'Pretrained\', '
+                f'checkpoint=...)).')

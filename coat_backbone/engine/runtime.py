@@ -7,19 +7,14 @@ import glob
 import logging
 import os
 import os.path as osp
-import re
 from typing import Any, Optional
 
-import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.device import get_device
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-
-from ..checkpoint import CheckpointError, read_checkpoint
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -147,23 +142,6 @@ def adapt_to_machine(cfg: Config) -> None:
     if replaced:
         print_log(f'No GPU: {replaced} SyncBN layer configs use BN instead (per-process '
                   f'statistics).', logger='current', level=logging.WARNING)
-
-
-def check_checkpoint_fits(model: torch.nn.Module, checkpoint: str) -> None:
-    """Refuse to test a checkpoint that lacks weights of the model: mmengine would load it
-    non-strictly and evaluate random layers, as happens with an ImageNet or backbone-only file."""
-    if is_model_wrapper(model):
-        model = model.module
-    state = read_checkpoint(checkpoint)
-    state = state.get('state_dict', state)
-    found = {re.sub(r'^module\.', '', key) for key in state}
-    missing = [key for key in model.state_dict() if key not in found]
-    if missing:
-        raise CheckpointError(
-            f'{checkpoint} lacks {len(missing)} of the {len(model.state_dict())} weights of this '
-            f'config\'s model ({", ".join(missing[:4])}, ...). Test a checkpoint that '
-            f'tools/train.py wrote with this config; ImageNet and backbone files only initialise '
-            f'training (init_cfg=dict(type=\'Pretrained\', checkpoint=...)).')
 
 
 def build_runner(cfg: Config) -> Runner:
