@@ -75,6 +75,14 @@ def _inert_metadata(path: str) -> Iterator[None]:
 def read_checkpoint(path: str) -> dict:
     """Load a checkpoint with `weights_only=True`; metadata objects come back as inert
     placeholders, tensors and plain containers as they are."""
+    scheme = re.match(r'(open-?mmlab|torchvision|modelzoo|mmcls|mmpretrain)://', path)
+    if scheme:
+        # mmseg's ResNet bases set model.pretrained='open-mmlab://resnet50_v1c', which the
+        # segmentor hands to the backbone: a model-zoo name, never CoaT weights.
+        raise CheckpointError(
+            f'{path} names a checkpoint of the {scheme.group(1)} model zoo, not CoaT weights. If '
+            f'it comes from an mmseg base config, set model.pretrained=None in your config and '
+            f'give CoaT weights in backbone.init_cfg.')
     try:
         with get_local_path(path) as local_path, _inert_metadata(local_path):
             return torch.load(local_path, map_location='cpu', weights_only=True)
@@ -173,14 +181,40 @@ def _listing(keys: List[str], limit: int = 8) -> str:
     return shown + (f' ... ({len(keys)} in all)' if len(keys) > limit else '')
 
 
-def match_state_dict(model: nn.Module, state_dict: StateDict) -> Tuple[StateDict, List[str]]:
+def _hint(found: Optional[str], mismatched: List[str], state_dict: StateDict,
+          expected: StateDict) -> str:
+    """What the problems most likely mean: another variant, another class count, or another
+    number of input channels."""
+    if found is not None and found != infer_arch(expected):
+        return f" The checkpoint is CoaT arch='{found}'; build the model with that arch."
+    if mismatched and all(key.startswith('head.') for key in mismatched):
+        classes = state_dict['head.weight'].shape[0]
+        return (f' The checkpoint\'s head has {classes} classes and the model '
+                f'{expected["head.weight"].shape[0]}: build it with num_classes={classes}, or '
+                f'fine-tune a new head with init_cfg=dict(type=\'Pretrained\', checkpoint=..., '
+                f'new_head=True).')
+    if 'patch_embed1.proj.weight' in mismatched:
+        channels = state_dict['patch_embed1.proj.weight'].shape[1]
+        return f' The checkpoint takes {channels} input channels: build the model with ' \
+               f'in_channels={channels}.'
+    if mismatched and found is None:
+        return ' Is it another variant or another model?'
+    return ''
+
+
+def match_state_dict(model: nn.Module, state_dict: StateDict, new_head: bool = False
+                     ) -> Tuple[StateDict, List[str]]:
     """Fit `state_dict` to `model`'s keys or raise `CheckpointError` saying exactly why not.
 
     Keys the model declares as ignorable (`ignored_checkpoint_prefixes`, e.g. the classification
-    head in dense mode) are dropped and returned; aliases of shared modules missing from the file
-    are filled from the alias that is present.
+    head in dense mode), and with `new_head` the classifier's `head`, are dropped and returned;
+    aliases of shared modules missing from the file are filled from the alias that is present.
     """
     ignored_prefixes = tuple(getattr(model, 'ignored_checkpoint_prefixes', ()))
+    if new_head:
+        ignored_prefixes += ('head.',)
+    # Before aliases are filled, which would give a shallower file the model's depths.
+    found = infer_arch(state_dict)
     dropped = [key for key in state_dict if key.startswith(ignored_prefixes)]
     state_dict = OrderedDict((key, value) for key, value in state_dict.items()
                              if not key.startswith(ignored_prefixes))
@@ -191,18 +225,18 @@ def match_state_dict(model: nn.Module, state_dict: StateDict) -> Tuple[StateDict
                 state_dict[name] = state_dict[present[0]]
 
     expected = model.state_dict()
+    if new_head:
+        expected = OrderedDict((key, value) for key, value in expected.items()
+                               if not key.startswith('head.'))
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]
-    mismatched = [f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
-                  f'{tuple(expected[key].shape)}'
-                  for key in expected if key in state_dict and
-                  state_dict[key].shape != expected[key].shape]
+    mismatched = [key for key in expected if key in state_dict
+                  and state_dict[key].shape != expected[key].shape]
     problems = []
     if mismatched:
-        found = infer_arch(state_dict)
-        hint = (f" The checkpoint is CoaT arch='{found}'; build the model with that arch."
-                if found else ' Is it another variant or another model?')
-        problems.append(f'{len(mismatched)} shape mismatches: {_listing(mismatched, 4)}.{hint}')
+        shapes = [f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
+                  f'{tuple(expected[key].shape)}' for key in mismatched]
+        problems.append(f'{len(mismatched)} shape mismatches: {_listing(shapes, 4)}.')
     if missing:
         problems.append(f'{len(missing)} model keys missing from the checkpoint: '
                         f'{_listing(missing)}.')
@@ -210,18 +244,22 @@ def match_state_dict(model: nn.Module, state_dict: StateDict) -> Tuple[StateDict
         problems.append(f'{len(unexpected)} checkpoint keys the model does not have: '
                         f'{_listing(unexpected)}.')
     if problems:
-        raise CheckpointError(' '.join(problems))
+        raise CheckpointError(' '.join(problems)
+                              + _hint(found, mismatched, state_dict, expected))
     return state_dict, dropped
 
 
-def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = None) -> None:
-    """Read `path` in any accepted format and load it into `model` strictly (all or nothing)."""
+def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = None,
+                         new_head: bool = False) -> None:
+    """Read `path` in any accepted format and load it into `model` strictly (all or nothing).
+    `new_head`: keep a classifier's own (new) `head` instead of the file's, to fine-tune to
+    another class count."""
     state_dict, unwrapped = extract_state_dict(read_checkpoint(path), prefix)
     try:
-        state_dict, dropped = match_state_dict(model, state_dict)
+        state_dict, dropped = match_state_dict(model, state_dict, new_head)
     except CheckpointError as error:
         raise CheckpointError(f'Cannot load {path} into {type(model).__name__}: {error}') from None
-    model.load_state_dict(state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=not new_head)
     message = f'Loaded {path} into {type(model).__name__} ({unwrapped})'
     if dropped:
         heads = sorted({key.split('.')[0] for key in dropped})

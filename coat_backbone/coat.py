@@ -182,7 +182,9 @@ class ParallelBlock(nn.Module):
             setattr(self, f'factoratt_crpe{scale}',
                     FactorAttnConvRelPosEnc(dim, num_heads, qkv_bias, crpe))
             setattr(self, f'norm2{scale}', nn.LayerNorm(dim, eps=BLOCK_NORM_EPS))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+            # One per scale (no weights), so that freezing a scale also turns off its drop path.
+            setattr(self, f'drop_path{scale}',
+                    DropPath(drop_path) if drop_path > 0 else nn.Identity())
         self.mlp2 = self.mlp3 = self.mlp4 = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio))
 
     def forward(self, xs: List[torch.Tensor], sizes: List[Size]) -> List[torch.Tensor]:
@@ -195,9 +197,13 @@ class ParallelBlock(nn.Module):
             for source in sources:
                 total = total + _resize_tokens(attended[source], sizes[source], sizes[target])
             fused.append(total)
-        xs = [x + self.drop_path(f) for x, f in zip(xs, fused)]
-        return [x + self.drop_path(getattr(self, f'mlp{scale}')(getattr(self, f'norm2{scale}')(x)))
-                for scale, x in zip((2, 3, 4), xs)]
+        outputs = []
+        for scale, x, f in zip((2, 3, 4), xs, fused):
+            drop_path = getattr(self, f'drop_path{scale}')
+            x = x + drop_path(f)
+            outputs.append(x + drop_path(getattr(self, f'mlp{scale}')(
+                getattr(self, f'norm2{scale}')(x))))
+        return outputs
 
 
 @MODELS.register_module()
@@ -209,24 +215,26 @@ class CoaT(BaseModule):
         arch: a name from `ARCH_SETTINGS` or a dict with keys embed_dims, serial_depths,
             parallel_depth, num_heads and mlp_ratios.
         in_channels: input image channels.
-        out_indices: which scales (0-3, strides 4/8/16/32) to return.
+        out_indices: which scales (0-3, strides 4/8/16/32) to return; an int returns one.
         qkv_bias: bias in the attention's qkv projection (True in every published variant).
         drop_path_rate: stochastic depth, the SAME rate for every block (official semantics).
         frozen_stages: number of leading scales to freeze (-1 or 0: none, 4: all). Freezing scale i
             freezes its patch embedding, class token, CPE, CRPE and serial blocks. In the parallel
-            blocks it freezes the scale's own norms and attention; the MLP they share across scales
-            2-4 is frozen only when all of 2-4 are (frozen_stages=4).
+            blocks it freezes the scale's own norms and attention and turns off its drop path; the
+            MLP they share across scales 2-4 is frozen only when all of 2-4 are (frozen_stages=4).
         with_cp: gradient checkpointing of every block (non-reentrant, so DDP copes with the
             shared modules), trading compute for activation memory.
         pretrained: a checkpoint path, as mmseg passes it; same as init_cfg Pretrained.
-        init_cfg: `dict(type='Pretrained', checkpoint=PATH)` loads any format that
-            `coat_backbone.checkpoint` accepts; anything else goes to mmengine.
+        init_cfg: `dict(type='Pretrained', checkpoint=PATH)` (alone or in a list) loads any
+            format that `coat_backbone.checkpoint` accepts, optionally with `prefix=` and, for a
+            classifier fine-tuned to another class count, `new_head=True`; anything else goes to
+            mmengine.
     """
 
     def __init__(self,
                  arch: Union[str, dict] = 'lite_small',
                  in_channels: int = 3,
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
                  qkv_bias: bool = True,
                  drop_path_rate: float = 0.0,
                  frozen_stages: int = -1,
@@ -235,7 +243,10 @@ class CoaT(BaseModule):
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         if pretrained is not None:
             if init_cfg is not None:
-                raise ValueError('CoaT got both `pretrained` and `init_cfg`; set only one of them.')
+                raise ValueError(
+                    f'CoaT got both pretrained={pretrained!r} and init_cfg; set only one of them. '
+                    f'mmseg segmentors pass the config\'s model.pretrained (set by mmseg\'s ResNet '
+                    f'bases) to the backbone: set model.pretrained=None to use init_cfg.')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = resolve_arch(arch)
@@ -291,14 +302,28 @@ class CoaT(BaseModule):
             trunc_normal_(getattr(self, f'cls_token{i}'), std=0.02)
 
     def init_weights(self) -> None:
-        """Load `init_cfg=dict(type='Pretrained', checkpoint=...)` with CoaT's own loader, which
-        understands every checkpoint format CoaT comes in; other init_cfgs go to mmengine."""
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_coat_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'))
-            self._is_init = True
-        else:
+        """Load `init_cfg=dict(type='Pretrained', checkpoint=...)` (alone or in a list) with CoaT's
+        own loader, which understands every checkpoint format CoaT comes in; other init_cfgs go to
+        mmengine first, and the checkpoint overwrites them, as in mmengine."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        pretrained = [cfg for cfg in cfgs if isinstance(cfg, dict)
+                      and cfg.get('type') == 'Pretrained']
+        if not pretrained:
             super().init_weights()
+            return
+        if len(pretrained) > 1:
+            raise ValueError(f'CoaT init_cfg has {len(pretrained)} Pretrained entries; give one.')
+        others = [cfg for cfg in cfgs if cfg is not pretrained[0]]
+        if others:
+            self.init_cfg = others
+            try:
+                super().init_weights()
+            finally:
+                self.init_cfg = cfgs
+        cfg = pretrained[0]
+        load_coat_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
+                             new_head=cfg.get('new_head', False))
+        self._is_init = True
 
     @property
     def ignored_checkpoint_prefixes(self) -> Tuple[str, ...]:
@@ -314,7 +339,7 @@ class CoaT(BaseModule):
             if self.parallel_depth > 0 and scale >= 2:
                 for block in self.parallel_blocks:
                     modules += [getattr(block, f'{name}{scale}')
-                                for name in ('norm1', 'factoratt_crpe', 'norm2')]
+                                for name in ('norm1', 'factoratt_crpe', 'norm2', 'drop_path')]
         if self.parallel_depth > 0 and self.frozen_stages == 4:
             modules += [block.mlp2 for block in self.parallel_blocks]
         return modules
@@ -418,8 +443,8 @@ class CoaTClassifier(CoaT):
         return self.head(self.head_drop(self.forward_features(x)))
 
 
-def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:
-    indices = tuple(out_indices)
+def _check_out_indices(out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
+    indices = (out_indices, ) if isinstance(out_indices, int) else tuple(out_indices)
     if not indices or any(i not in (0, 1, 2, 3) for i in indices) or len(set(indices)) != len(indices):
         raise ValueError(f'out_indices={out_indices} is invalid: give distinct scales from 0-3 '
                          f'(strides 4, 8, 16, 32), e.g. (0, 1, 2, 3).')

@@ -124,6 +124,8 @@ def write_atomically(path: PathLike, write: Callable[[Path], None], force: bool 
     def check(final: Path) -> None:
         if final.resolve() in protected:
             raise FileExistsError(f'{final} is an input of this command; write elsewhere.')
+        if final.is_dir():
+            raise IsADirectoryError(f'{final} is a directory; give the output a file name.')
         if final.exists() and not force:
             raise FileExistsError(f'{final} exists; choose another name or pass --force to '
                                   f'replace it.')

@@ -146,14 +146,66 @@ def test_runner_checkpoint_from_real_training(tmp_path):
     _assert_loaded(model, runner.model.backbone.state_dict())
 
 
-def test_another_variant_names_shapes_and_the_right_arch(tmp_path):
-    path = _save(tmp_path, {'model': CoaT('lite_tiny').state_dict()})
+@pytest.mark.parametrize('file_arch, model_arch', [
+    ('lite_tiny', 'lite_mini'),  # other widths
+    ('lite_small', 'lite_mini'),  # the same widths, other depths: only keys differ
+    ('small', 'lite_small'),  # deeper than the model once the shared weights are copied
+])
+def test_another_variant_names_the_right_arch(tmp_path, file_arch, model_arch):
+    path = _save(tmp_path, {'model': CoaT(file_arch).state_dict()})
     with pytest.raises(CheckpointError) as error:
-        load_coat_checkpoint(CoaT('lite_mini'), path)
+        load_coat_checkpoint(CoaT(model_arch), path)
     message = str(error.value)
-    assert path in message and 'shape mismatches' in message
-    assert 'cls_token4: checkpoint (1, 1, 320) vs model (1, 1, 512)' in message
-    assert "arch='lite_tiny'" in message
+    assert path in message
+    assert message.endswith(f"The checkpoint is CoaT arch='{file_arch}'; build the model with "
+                            f"that arch.")
+    if file_arch == 'lite_tiny':
+        assert 'cls_token4: checkpoint (1, 1, 320) vs model (1, 1, 512)' in message
+
+
+def test_another_class_count_names_it_and_new_head_fine_tunes(tmp_path):
+    source = CoaTClassifier(TINY_LITE, num_classes=1000)
+    path = _save(tmp_path, {'model': source.state_dict()})
+    with pytest.raises(CheckpointError, match=r"head has 1000 classes and the model 5: build it "
+                       r"with num_classes=1000, or .*new_head=True"):
+        load_coat_checkpoint(CoaTClassifier(TINY_LITE, num_classes=5), path)
+    torch.manual_seed(3)
+    model = CoaTClassifier(TINY_LITE, num_classes=5,
+                           init_cfg=dict(type='Pretrained', checkpoint=path, new_head=True))
+    new_head = model.head.weight.clone()
+    model.init_weights()
+    assert torch.equal(model.head.weight, new_head)
+    _assert_loaded(model, {**source.state_dict(), 'head.weight': new_head,
+                           'head.bias': model.head.bias})
+
+
+def test_other_input_channels_are_named(tmp_path):
+    path = _save(tmp_path, CoaT(TINY_LITE).state_dict())
+    with pytest.raises(CheckpointError, match=r'takes 3 input channels: build the model with '
+                       r'in_channels=3\.$'):
+        load_coat_checkpoint(CoaT(TINY_LITE, in_channels=1), path)
+
+
+def test_pretrained_in_an_init_cfg_list_loads_strictly_and_last(tmp_path):
+    source = CoaT(TINY_LITE)
+    path = _save(tmp_path, {'model': source.state_dict()})
+    model = CoaT(TINY_LITE, init_cfg=[dict(type='Constant', layer='Linear', val=0.5),
+                                     dict(type='Pretrained', checkpoint=path)])
+    model.init_weights()
+    _assert_loaded(model, source.state_dict())
+    wrong = CoaT('lite_tiny', init_cfg=[dict(type='Pretrained', checkpoint=path)])
+    with pytest.raises(CheckpointError, match='shape mismatches'):
+        wrong.init_weights()
+
+
+def test_model_zoo_names_from_mmseg_bases_are_explained(tmp_path, arch):
+    # mmseg's ResNet bases set model.pretrained, which the segmentor hands to the backbone.
+    with pytest.raises(CheckpointError, match=r'open-mmlab://resnet50_v1c names a checkpoint of '
+                       r'the open-mmlab model zoo.*model\.pretrained=None'):
+        CoaT(arch, pretrained='open-mmlab://resnet50_v1c').init_weights()
+    with pytest.raises(ValueError, match=r'both.*set model\.pretrained=None'):
+        CoaT(arch, pretrained='open-mmlab://resnet50_v1c',
+             init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'coat.pth')))
 
 
 def test_missing_backbone_keys_are_named(tmp_path, arch):

@@ -13,11 +13,11 @@ import torch
 from mmengine.config import Config
 
 from cls_helpers import TOOLS, tiny_cls_config, write_config
-from coat_backbone import CheckpointError, CoaT
+from coat_backbone import CheckpointError, CoaT, CoaTClassifier
 from coat_backbone.classification import (CoaTImageClassifier, SyntheticImageNetArgs,
                                           generate_synthetic_imagenet, load_classifier)
 from coat_backbone.engine import cli
-from tiny_archs import TINY_COAT
+from tiny_archs import TINY_COAT, TINY_LITE
 
 MAX_EPOCHS = 8
 ITERS_PER_EPOCH = 8  # 320 images, repeated augmentation rounds to 256 per epoch, batches of 32
@@ -104,6 +104,11 @@ def test_eval_tool_matches_the_runner_in_every_format(trained, cls_data, tmp_pat
         load_classifier(str(tmp_path / 'official.pth'), arch=arch, use_raw_weights=True)
     with pytest.raises(CheckpointError, match='not one of the published CoaT variants'):
         load_classifier(str(final))
+    # The training config's arch dict and evaluation transform, given on the command line.
+    transform = Config.fromfile(config).test_dataloader.dataset.transform
+    assert run_eval_tool([final, val, '--arch', repr(arch), '--img-size', transform.input_size,
+                          '--crop-pct', transform.crop_pct, '--crop-mode', transform.crop_mode],
+                         capsys) == ours
 
 
 def test_eval_tool_names_bad_input(tmp_path, capsys):
@@ -112,11 +117,19 @@ def test_eval_tool_names_bad_input(tmp_path, capsys):
     spec.loader.exec_module(tool)
     weights = tmp_path / 'timm.pth'
     torch.save(CoaT(TINY_COAT).state_dict(), weights)
+    classifier = tmp_path / 'classifier.pth'
+    torch.save(CoaTClassifier(TINY_LITE, num_classes=5).state_dict(), classifier)
+    for name in ('cat', 'dog'):
+        (tmp_path / 'two_classes' / name).mkdir(parents=True)
     for argv, message in (
             ([weights, tmp_path, '--config', CONFIGS / 'mask_rcnn_coat_small_fpn_1x.py'],
              'is not a classification config'),
             ([weights, tmp_path, '--config', tmp_path / 'missing.py'], 'Config file not found'),
-            ([tmp_path / 'missing.pth', tmp_path, '--arch', 'lite_tiny'], 'not found')):
+            ([tmp_path / 'missing.pth', tmp_path, '--arch', 'lite_tiny'], 'not found'),
+            ([weights, tmp_path / 'no_such_dir', '--arch', 'lite_tiny'],
+             'DATA_DIR {} is not a folder'.format(tmp_path / 'no_such_dir')),
+            ([classifier, tmp_path / 'two_classes', '--arch', repr(TINY_LITE)],
+             "has 2 class folders but the checkpoint's head has 5 classes")):
         assert tool.main([str(arg) for arg in argv]) == 2
         assert message in capsys.readouterr().err
 

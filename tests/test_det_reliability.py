@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 from coat_backbone.engine import NonFiniteLossError, adapt_to_machine
-from coat_backbone.engine.runtime import set_resume
+from coat_backbone.engine.runtime import refuse_to_overwrite_a_run, set_resume
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -191,6 +191,26 @@ def test_resume_auto_rejects_a_dangling_last_checkpoint(tmp_path):
     untouched = Config(dict(work_dir=str(tmp_path)))
     set_resume(untouched, None)
     assert 'resume' not in untouched
+
+
+def test_resume_without_last_checkpoint_never_trains_over_checkpoints(tmp_path):
+    # A checkpoint copied into a fresh work dir: `--resume` alone would start from scratch.
+    (tmp_path / 'epoch_2.pth').write_bytes(b'weights of a user')
+    cfg = Config(dict(work_dir=str(tmp_path)))
+    set_resume(cfg, 'auto')
+    with pytest.raises(FileExistsError, match=r'no last_checkpoint to resume from.*\(epoch_2.pth\)'
+                       r'.*--resume .*epoch_2.pth.*--work-dir.*--force'):
+        refuse_to_overwrite_a_run(cfg, force=False)
+    refuse_to_overwrite_a_run(cfg, force=True)
+    from_file = Config(dict(work_dir=str(tmp_path)))
+    set_resume(from_file, str(tmp_path / 'epoch_2.pth'))
+    refuse_to_overwrite_a_run(from_file, force=False)
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_2.pth'))
+    refuse_to_overwrite_a_run(cfg, force=False)
+    assert (tmp_path / 'epoch_2.pth').read_bytes() == b'weights of a user'
+    empty = Config(dict(work_dir=str(tmp_path / 'new')))
+    set_resume(empty, 'auto')
+    refuse_to_overwrite_a_run(empty, force=False)  # nothing there: a fresh start is fine
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU fallbacks')

@@ -126,6 +126,13 @@ def test_existing_files_and_the_input_are_never_lost(official, tmp_path, capsys)
     assert convert.main([str(path), str(path), '--arch', ARCH, '--force']) == 2
     assert 'is an input' in capsys.readouterr().err
     assert path.read_bytes() == original
+    folder = tmp_path / 'outputs'
+    (folder / 'kept.txt').parent.mkdir()
+    (folder / 'kept.txt').write_text('mine')
+    for force in ([], ['--force']):
+        assert convert.main([str(path), str(folder), '--arch', ARCH, *force]) == 2
+        assert f'{folder} is a directory; give the output a file name' in capsys.readouterr().err
+    assert (folder / 'kept.txt').read_text() == 'mine'
     _no_leftovers(tmp_path)
 
 

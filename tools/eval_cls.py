@@ -25,6 +25,7 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
+from coat_backbone.builder import parse_arch  # noqa: E402
 from coat_backbone.checkpoint import CheckpointError  # noqa: E402
 from coat_backbone.classification import (eval_transform, evaluate_folder,  # noqa: E402
                                           load_classifier)
@@ -35,7 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('data_dir', help='folder of class folders, e.g. data/imagenet/val')
     source = parser.add_mutually_exclusive_group()
-    source.add_argument('--arch', help='CoaT variant (default: recognised from the weights)')
+    source.add_argument('--arch', type=parse_arch,
+                        help='CoaT variant, a name or a dict literal of its settings '
+                        '(default: recognised from the weights)')
     source.add_argument('--config', help='take the arch and evaluation transform of this '
                         'training config (configs/imagenet/...)')
     parser.add_argument('--img-size', type=int, help='input size (default 224, or the config\'s)')
@@ -60,6 +63,9 @@ def main(argv=None) -> int:
     arch = args.arch
     transform = eval_transform()
     try:
+        if not Path(args.data_dir).is_dir():
+            raise FileNotFoundError(f'DATA_DIR {args.data_dir} is not a folder: give the folder '
+                                    f'of class folders, e.g. data/imagenet/val.')
         if args.config:
             if not Path(args.config).is_file():
                 raise FileNotFoundError(f'Config file not found: {args.config}')
@@ -75,6 +81,12 @@ def main(argv=None) -> int:
             if value is not None:
                 transform[key] = value
         model = load_classifier(args.checkpoint, arch=arch, use_raw_weights=args.raw_weights)
+        # As torchvision's ImageFolder counts classes: every sub-folder is one.
+        classes = sum(entry.is_dir() for entry in os.scandir(args.data_dir))
+        if classes != model.num_classes:
+            raise ValueError(f'{args.data_dir} has {classes} class folders but the checkpoint\'s '
+                             f'head has {model.num_classes} classes: give the folder of the '
+                             f'dataset it was trained for.')
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -62,7 +62,8 @@ def load_classifier(path: str, arch: Optional[Union[str, dict]] = None,
         arch = infer_arch(state_dict)
         if arch is None:
             raise CheckpointError(f'{path} is not one of the published CoaT variants; give its '
-                                  f'arch (a name or the dict of the training config).')
+                                  f'arch (a name or the dict of the training config; '
+                                  f'tools/eval_cls.py: --arch or --config).')
     model = CoaTClassifier(arch=arch, num_classes=state_dict['head.weight'].shape[0])
     try:
         state_dict, _ = match_state_dict(model, state_dict)

@@ -34,7 +34,8 @@ def default_work_dir(config_path: str) -> str:
 
 def set_resume(cfg: Config, resume: Optional[str]) -> None:
     """`--resume` without a value: from `<work_dir>/last_checkpoint` if there is one (else from
-    scratch); with a path: from that checkpoint."""
+    scratch, which `refuse_to_overwrite_a_run` allows only in a work_dir without checkpoints);
+    with a path: from that checkpoint."""
     if resume is None:
         return
     if resume != 'auto':
@@ -54,22 +55,32 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 
 
 def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True) -> None:
-    """A new run (not `--resume`) writes `epoch_N.pth` / `iter_N.pth` and `last_checkpoint` under
-    the names an earlier run in the same work_dir used: refuse unless `force`. `can_resume`: the
-    tool has a `--resume` to suggest."""
-    if force or cfg.get('resume'):
+    """A new run writes `epoch_N.pth` / `iter_N.pth` and `last_checkpoint` under the names an
+    earlier run in the same work_dir used: refuse unless `force`. So does `--resume` without a
+    value in a work_dir without `last_checkpoint`, which mmengine starts from scratch.
+    `can_resume`: the tool has a `--resume` to suggest."""
+    if force:
         return
     work_dir = cfg.work_dir
+    has_pointer = osp.isfile(osp.join(work_dir, 'last_checkpoint'))
+    if cfg.get('resume') and (cfg.get('load_from') or has_pointer):
+        return
     found = sorted(osp.basename(path)
                    for path in glob.glob(osp.join(glob.escape(work_dir), '*.pth')))
-    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
-        found.insert(0, 'last_checkpoint')
-    if found:
-        shown = ', '.join(found[:4]) + (', ...' if len(found) > 4 else '')
+    if not found and not has_pointer:
+        return
+    shown = ', '.join((['last_checkpoint'] if has_pointer else []) + found[:4]) \
+        + (', ...' if len(found) > 4 else '')
+    if cfg.get('resume'):
         raise FileExistsError(
-            f'{work_dir} holds an earlier run ({shown}), which a new run would overwrite. '
-            + ('Continue it with --resume, give' if can_resume else 'Give')
-            + ' the new run another --work-dir, or pass --force to train over it.')
+            f'--resume: {work_dir} has no last_checkpoint to resume from, so the run would start '
+            f'from scratch and overwrite its checkpoints ({shown}). Resume from one of them '
+            f'(--resume {osp.join(work_dir, found[0])}), give the new run another --work-dir, or '
+            f'pass --force to train over them.')
+    raise FileExistsError(
+        f'{work_dir} holds an earlier run ({shown}), which a new run would overwrite. '
+        + ('Continue it with --resume, give' if can_resume else 'Give')
+        + ' the new run another --work-dir, or pass --force to train over it.')
 
 
 def enable_amp(cfg: Config) -> None:
