@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .coat import CoaT, FactorAttnConvRelPosEnc, grid_sizes
 
@@ -111,8 +111,10 @@ def capture_attention(model: CoaT, image: torch.Tensor, block: int = -1
 def load_image(path: Union[str, Path], max_size: int
                ) -> Tuple[np.ndarray, torch.Tensor, Tuple[int, int]]:
     """An image resized so that its longer side is `max_size`: as RGB uint8 (H, W, 3) for
-    drawing, normalised (1, 3, H, W) for the model, and the original (width, height)."""
-    picture = Image.open(path).convert('RGB')
+    drawing, normalised (1, 3, H, W) for the model, and the original (width, height), upright
+    as its EXIF orientation says (as mmcv reads images for mmdet and mmseg)."""
+    with Image.open(path) as stored:
+        picture = ImageOps.exif_transpose(stored).convert('RGB')
     ratio = max_size / max(picture.size)
     width, height = (max(32, round(side * ratio)) for side in picture.size)
     rgb = np.array(picture.resize((width, height), Image.BILINEAR))
@@ -121,17 +123,19 @@ def load_image(path: Union[str, Path], max_size: int
     return rgb, tensor[None], picture.size
 
 
-def query_token(point: Optional[Tuple[float, float]], image_size: Size, grid: Size) -> int:
-    """Token index of pixel `point` (x, y) at a scale with token grid `grid`; None: the class
-    token (index 0)."""
+def query_token(point: Optional[Tuple[float, float]], image_size: Size, grid: Size,
+                stride: int) -> int:
+    """Token index of pixel `point` (x, y) at a scale with token grid `grid` and `stride`: the
+    token whose patch holds the pixel (pixels past the last whole patch, which the patch
+    embedding drops, go to the last token); None: the class token (index 0)."""
     if point is None:
         return 0
     x, y = point
     height, width = image_size
     if not (0 <= x < width and 0 <= y < height):
         raise ValueError(f'The query point ({x}, {y}) is outside the {width}x{height} image.')
-    row = min(int(y * grid[0] / height), grid[0] - 1)
-    column = min(int(x * grid[1] / width), grid[1] - 1)
+    row = min(int(y // stride), grid[0] - 1)
+    column = min(int(x // stride), grid[1] - 1)
     return 1 + row * grid[1] + column
 
 
@@ -159,8 +163,8 @@ def plot_attention(rgb: np.ndarray, record: AttentionRecord, point: Optional[Tup
                    heads: Sequence[int], out_file: Union[str, Path], dpi: int = 100) -> Path:
     """One figure for one scale: a row per head in `heads`; columns = the factorized weights,
     the conventional softmax map and the CRPE magnitude."""
-    query = query_token(point, rgb.shape[:2], record.size)
     stride = STRIDES[record.scale - 1]
+    query = query_token(point, rgb.shape[:2], record.size, stride)
     maps = [('factorized weights w_n (what CoaT applies)', record.factorized_weights(query),
              'coolwarm', True),
             ('softmax(scale q.k_n) (NOT computed by CoaT)', record.softmax_attention(query),

@@ -7,13 +7,13 @@ compute them from the input's shape):
 - 'dynamo' (default): `torch.export`-based, torch's default and supported exporter since 2.9;
   its graphs carry symbolic output shapes (e.g. height // 8). It needs onnxscript, and tracing
   symbolic shapes takes minutes on a CPU for the published variants.
-- 'torchscript': the legacy tracer, deprecated since torch 2.9 but working, and about ten times
-  faster to export. It needs only onnx.
+- 'torchscript': the legacy tracer, deprecated since torch 2.9 but working, and much faster to
+  export (lite_small at 224x224: 3 s against 50 s on a 2-core CPU). It needs only onnx.
 Needs `onnx`, `onnxruntime` (for the check) and, for 'dynamo', `onnxscript`.
 """
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -43,10 +43,10 @@ def _dynamic_axes(model: CoaT) -> Dict[str, Dict[int, str]]:
 
 def export_onnx(model: CoaT, path: Union[str, Path], input_size: Size,
                 exporter: str = 'dynamo', opset: Optional[int] = None,
-                force: bool = False) -> Path:
+                force: bool = False, protected: Iterable[Union[str, Path]] = ()) -> Path:
     """Write `model` (eval mode) to `path` as ONNX, traced at `input_size` (H, W) with batch,
     height and width left dynamic. The file is written atomically, over an existing one only
-    with `force`."""
+    with `force`, and never over a `protected` one (the command's inputs)."""
     if exporter not in EXPORTERS:
         raise ValueError(f'Unknown exporter {exporter!r}: choose one of {EXPORTERS}.')
     model.eval()
@@ -74,7 +74,7 @@ def export_onnx(model: CoaT, path: Union[str, Path], input_size: Size,
                                   dynamic_axes=_dynamic_axes(model), opset_version=opset)
 
     with torch.no_grad():
-        return write_atomically(path, write, force=force)
+        return write_atomically(path, write, force=force, protected=protected)
 
 
 def check_onnx(model: CoaT, path: Union[str, Path], sizes: Sequence[Size],

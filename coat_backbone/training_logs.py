@@ -6,7 +6,8 @@ Training records carry `iter` (the global iteration) and, in epoch-based runs, `
 validation records carry the metrics and `step`, which is the epoch when an epoch-based run logs
 metrics by epoch (`LoggerHook(log_metric_by_epoch=True)`, the default) and the iteration
 otherwise. The log does not say which: validation steps are read as epochs when the run is
-epoch-based and no step exceeds its last epoch.
+epoch-based and no step exceeds its last epoch. Keys both kinds of record have (`time`,
+`data_time`) are the training ones; the validation ones become `val/time`, `val/data_time`.
 """
 import json
 import re
@@ -106,6 +107,9 @@ def read_run_log(path: Union[str, Path], name: Optional[str] = None) -> RunLog:
                     values.append(value)
     if not log.keys():
         raise ValueError(f'{scalars_file} holds no scalars; did the run log anything yet?')
+    # Validation records repeat some training keys (time, data_time): keep them apart.
+    for key in set(log.train) & set(log.val):
+        log.val[f'val/{key}'] = log.val.pop(key)
     return log
 
 

@@ -62,11 +62,16 @@ def test_block_selection_and_query_mapping():
     assert records[3].name == 'serial_blocks3.0.factoratt_crpe'
     with pytest.raises(ValueError, match='out of range'):
         capture_attention(model, torch.randn(1, 3, 64, 64), block=5)
-    assert query_token(None, (64, 96), (16, 24)) == 0
-    assert query_token((0, 0), (64, 96), (16, 24)) == 1
-    assert query_token((95.9, 63.9), (64, 96), (16, 24)) == 16 * 24
+    assert query_token(None, (64, 96), (16, 24), 4) == 0
+    assert query_token((0, 0), (64, 96), (16, 24), 4) == 1
+    assert query_token((95.9, 63.9), (64, 96), (16, 24), 4) == 16 * 24
     with pytest.raises(ValueError, match='outside'):
-        query_token((96, 10), (64, 96), (16, 24))
+        query_token((96, 10), (64, 96), (16, 24), 4)
+    # 341 rows: 85 patches of 4 pixels at scale 1 and 10 of 32 at scale 4. Pixel row 300 lies
+    # in patch 75 (300-303) and in patch 9 (288-319); row 340 lies past the last whole patch.
+    assert query_token((0, 300), (341, 512), (85, 128), 4) == 1 + 75 * 128
+    assert query_token((0, 300), (341, 512), (10, 16), 32) == 1 + 9 * 16
+    assert query_token((0, 340), (341, 512), (10, 16), 32) == 1 + 9 * 16
 
 
 @pytest.fixture(scope='module')
@@ -94,6 +99,32 @@ def test_cli_random_weights(picture, tmp_path, capsys):
                            '--dpi', '50']) == 0
     _assert_pngs(tmp_path / 'random')
     assert 'parallel_blocks.1.factoratt_crpe4' in capsys.readouterr().out
+    # A second run never replaces the pictures without --force.
+    again = [str(picture), str(tmp_path / 'random'), '--arch', repr(TINY_LITE), '--max-size', '64',
+             '--dpi', '50']
+    before = (tmp_path / 'random' / 'features.png').read_bytes()
+    assert visualize.main(again) == 2
+    assert 'holds pictures of an earlier run (attention_scale1.png' in capsys.readouterr().err
+    assert (tmp_path / 'random' / 'features.png').read_bytes() == before
+    assert visualize.main(again + ['--force']) == 0
+    assert (tmp_path / 'random' / 'features.png').read_bytes() != before
+    assert visualize.main([str(picture), str(picture)] + again[2:]) == 2
+    assert 'is a file; give a folder' in capsys.readouterr().err
+
+
+def test_cli_follows_exif_orientation(tmp_path, capsys):
+    # Stored 90 wide and 60 tall, shown rotated (EXIF orientation 6) as 60 wide and 90 tall.
+    stored = tmp_path / 'phone.jpg'
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new('RGB', (90, 60), (200, 40, 40)).save(stored, exif=exif)
+    assert visualize.main([str(stored), str(tmp_path / 'out'), '--arch', repr(TINY_LITE),
+                           '--query', '50', '80', '--max-size', '64', '--dpi', '50']) == 0
+    with Image.open(tmp_path / 'out' / 'features.png') as png:
+        assert png.height > 0
+    assert visualize.main([str(stored), str(tmp_path / 'out2'), '--arch', repr(TINY_LITE),
+                           '--query', '80', '50', '--max-size', '64']) == 2
+    assert 'is outside the 60x90 image' in capsys.readouterr().err
 
 
 def test_cli_checkpoint_and_class_token(picture, tmp_path, capsys):

@@ -81,6 +81,9 @@ def test_cli_arch_and_config(tmp_path, capsys):
 
     assert get_flops.main(['--arch', 'lite_tiny', '--classifier']) == 0
     assert 'Paper: 1.60 GMACs' in capsys.readouterr().out
+    # A custom arch has no paper figure to compare with.
+    assert get_flops.main(['--arch', repr(TINY_ARCHS['lite']), '--classifier']) == 0
+    assert 'Paper:' not in capsys.readouterr().out
 
 
 def test_cli_errors(tmp_path, capsys):

@@ -1,8 +1,12 @@
 """tools/export_onnx.py: ONNX files with dynamic batch, height and width that onnxruntime runs
 like PyTorch at sizes other than the traced one, with either exporter."""
+import re
+
 import onnx
 import pytest
+import torch
 
+from coat_backbone import CoaT
 from tiny_archs import TINY_COAT, TINY_LITE
 from tool_runner import load_tool
 
@@ -56,9 +60,26 @@ def test_torchscript_backbone_and_classifier(tmp_path, capsys):
     assert 'exists' in capsys.readouterr().err and backbone.read_bytes() == before
 
 
-def test_cli_errors():
+def test_the_input_checkpoint_is_never_overwritten(tmp_path, capsys):
+    weights = tmp_path / 'mine.pth'
+    torch.save(CoaT(TINY_LITE).state_dict(), weights)
+    before = weights.read_bytes()
+    assert export.main([str(weights), '--arch', repr(TINY_LITE), '--checkpoint', str(weights),
+                        '--exporter', 'torchscript', '--shape', '64', '--force']) == 2
+    assert 'is an input of this command' in capsys.readouterr().err
+    assert weights.read_bytes() == before
+
+
+def test_cli_errors(capsys):
     for argv, code in ((['--help'], 0), (['x.onnx'], 2), (['x.onnx', '--arch', 'small',
                                                            '--exporter', 'tvm'], 2)):
         with pytest.raises(SystemExit) as exit_info:
             export.main(argv)
         assert exit_info.value.code == code
+    # Named before any export work: sizes under 32 pixels and opsets without half-pixel Resize.
+    for options, message in ((['--shape', '16'], '--shape 16: every side needs at least 32'),
+                             (['--check-shape', '64', '16'], '--check-shape 64 16: every side'),
+                             (['--opset', '9'], '--opset 9: .* needs opset 11 or later')):
+        with pytest.raises(SystemExit):
+            export.main(['x.onnx', '--arch', 'lite_tiny', *options])
+        assert re.search(message, capsys.readouterr().err)

@@ -81,6 +81,9 @@ def test_reads_a_real_run(epoch_run):
     assert epochs == [1, 2, 3] and unit == 'epoch' and all(0 < v <= 1 for v in values)
     (iterations, _), unit = log.curve('loss')
     assert iterations == sorted(iterations) and iterations[-1] == 12 and unit == 'iteration'
+    # Validation logs its own time and data_time: kept apart from the training ones.
+    assert 'time' in log.train and 'time' not in log.val
+    assert log.curve('val/data_time')[0][0] == [1, 2, 3]
 
 
 def test_metrics_logged_by_iteration_in_an_epoch_based_run(tmp_path):
@@ -106,6 +109,16 @@ def test_plots_default_keys_of_several_runs(epoch_run, iter_run, tmp_path, capsy
     assert 'exists already' in capsys.readouterr().err and out.read_bytes() == picture
     assert plot_logs.main([str(epoch_run), '--out', str(out), '--force']) == 0
     assert out.read_bytes() != picture
+    # matplotlib takes the format from the extension: a name without one is refused, not
+    # written as another (possibly existing) file.
+    (tmp_path / 'report.png').write_bytes(b'mine')
+    for out, message in ((tmp_path / 'report', 'end the name with the picture format'),
+                         (tmp_path / 'curves.txt', 'end the name with the picture format'),
+                         (tmp_path, 'is a directory')):
+        with pytest.raises(SystemExit):
+            plot_logs.main([str(epoch_run), '--out', str(out), '--force'])
+        assert message in capsys.readouterr().err
+    assert (tmp_path / 'report.png').read_bytes() == b'mine'
 
 
 def test_missing_keys_name_the_available_ones(epoch_run, iter_run, tmp_path, capsys):

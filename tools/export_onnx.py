@@ -52,6 +52,13 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
         parser.error('give --arch, --config or --checkpoint')
     if args.shape is not None and len(args.shape) not in (1, 2):
         parser.error('--shape takes one (square) or two (height width) values')
+    for option, sides in (('--shape', args.shape), ('--check-shape', args.check_shape)):
+        if sides is not None and min(sides) < 32:
+            parser.error(f'{option} {" ".join(map(str, sides))}: every side needs at least 32 '
+                         f'pixels (CoaT\'s last scale has stride 32)')
+    if args.opset is not None and args.opset < 11:
+        parser.error(f'--opset {args.opset}: CoaT\'s bilinear resizing (half-pixel Resize) needs '
+                     f'opset 11 or later')
     return args
 
 
@@ -75,7 +82,8 @@ def main(argv: List[str]) -> int:
         model = build_model(arch=args.arch, checkpoint=args.checkpoint, config=args.config,
                             classifier=args.classifier)
         path = export_onnx(model, args.output, trace, exporter=args.exporter, opset=args.opset,
-                           force=args.force)
+                           force=args.force,
+                           protected=[path for path in (args.checkpoint, args.config) if path])
     except (CheckpointError, ValueError, OSError) as error:  # OSError: FileExistsError too
         print(f'error: {error}', file=sys.stderr)
         return 2

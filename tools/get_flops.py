@@ -70,7 +70,8 @@ def main(argv: List[str]) -> int:
           'MACs: their sum; FLOPs = 2 x MACs. paper MACs: MACs + LayerNorm (5/element) + bilinear\n'
           'resizing (4/output element), as fvcore counts them. shared_mlp: parameters of the MLPs\n'
           'the parallel blocks share across scales 2-4 (their MACs are in each scale).')
-    if args.classifier and shape == (224, 224) and args.arch in PAPER_GMACS_224:
+    if args.classifier and shape == (224, 224) and isinstance(args.arch, str) \
+            and args.arch in PAPER_GMACS_224:
         paper = PAPER_GMACS_224[args.arch]
         print(f'Paper: {paper:.2f} GMACs; here {total.paper_macs / 1e9:.3f} in its convention '
               f'({100 * (total.paper_macs / 1e9 / paper - 1):+.2f}%), {total.macs / 1e9:.3f} '

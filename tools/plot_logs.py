@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import List
 
+from matplotlib.backend_bases import FigureCanvasBase
+
 from coat_backbone.training_logs import plot_runs, read_run_log, select_keys
 
 
@@ -24,12 +26,21 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument('runs', nargs='+', help='work_dirs, timestamp folders or scalars.json')
     parser.add_argument('--keys', nargs='+', help='scalars to plot (default: loss, lr, metrics)')
     parser.add_argument('--legend', nargs='+', help='one name per run (default: run folders)')
-    parser.add_argument('--out', default='curves.png', help='PNG to write (default curves.png)')
+    parser.add_argument('--out', default='curves.png',
+                        help='picture to write, its format from its extension (default curves.png)')
     parser.add_argument('--force', action='store_true', help='replace an existing --out')
     parser.add_argument('--list', action='store_true', help='print the keys of each run and exit')
     args = parser.parse_args(argv)
     if args.legend is not None and len(args.legend) != len(args.runs):
         parser.error(f'--legend needs one name per run ({len(args.runs)})')
+    out = Path(args.out)
+    if out.is_dir():
+        parser.error(f'--out {args.out} is a directory; give a file name such as '
+                     f'{out / "curves.png"}')
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if out.suffix[1:].lower() not in formats:
+        parser.error(f'--out {args.out}: end the name with the picture format to write, one of '
+                     f'{", ".join("." + name for name in sorted(formats))} (e.g. curves.png)')
     return args
 
 

@@ -25,6 +25,8 @@ from coat_backbone.attention import (capture_attention, load_image, plot_attenti
 from coat_backbone.builder import build_model, parse_arch
 from coat_backbone.checkpoint import CheckpointError
 
+PICTURES = [f'attention_scale{scale}.png' for scale in range(1, 5)] + ['features.png']
+
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -50,6 +52,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                         help='resize the image so that its longer side is this (default 512)')
     parser.add_argument('--seed', type=int, default=0, help='seed of random weights')
     parser.add_argument('--dpi', type=int, default=100)
+    parser.add_argument('--force', action='store_true',
+                        help='replace the pictures an earlier run wrote in out_dir')
     args = parser.parse_args(argv)
     if args.checkpoint is None and args.arch is None and args.config is None:
         parser.error('give --checkpoint, or --arch / --config for random weights')
@@ -61,7 +65,14 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
+    out_dir = Path(args.out_dir)
+    earlier = [name for name in PICTURES if (out_dir / name).exists()]
     try:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f'{out_dir} is a file; give a folder for the pictures.')
+        if earlier and not args.force:
+            raise ValueError(f'{out_dir} holds pictures of an earlier run ({", ".join(earlier)}); '
+                             f'choose another folder or pass --force to replace them.')
         model = build_model(arch=args.arch, checkpoint=args.checkpoint, config=args.config)
         rgb, image, (width, height) = load_image(args.image, args.max_size)
         point = None
@@ -74,7 +85,6 @@ def main(argv: List[str]) -> int:
     except (CheckpointError, ValueError, OSError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    out_dir = Path(args.out_dir)
     for scale, record in records.items():
         path = plot_attention(rgb, record, point, args.heads,
                               out_dir / f'attention_scale{scale}.png', dpi=args.dpi)
