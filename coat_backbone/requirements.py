@@ -6,8 +6,12 @@ from typing import Optional
 
 from packaging.version import Version
 
-FIX = ('Fix: run `bash tools/setup_env.sh` for the tested stack (constraints.txt), or install a '
+FIX = ('Fix: run `bash tools/setup_env.sh` for the tested stack (constraints.txt) and run the '
+       'tools with its `.venv/bin/python` (or `source .venv/bin/activate`), or install a '
        'compatible version yourself')
+# mmcv has no wheels for current torch, and its source build needs these settings.
+INSTALL = {'mmcv': 'MMCV_WITH_OPS=1 pip install --no-build-isolation "{package}{wanted}" '
+                   '(with setuptools<81 installed)'}
 
 # package -> (minimum, exclusive maximum)
 REQUIRED = {'torch': ('2.0', None), 'mmengine': ('0.10.0', '0.11.0'), 'timm': ('0.9.0', None)}
@@ -25,13 +29,15 @@ def _installed(package: str) -> Optional[str]:
 def _check(package: str, minimum: str, maximum: Optional[str], needed_by: str) -> None:
     version = _installed(package)
     wanted = f'>={minimum}' + (f',<{maximum}' if maximum else '')
+    install = INSTALL.get(package, 'pip install "{package}{wanted}"').format(package=package,
+                                                                            wanted=wanted)
     if version is None:
         raise ImportError(f'{needed_by} needs {package}{wanted}, which is not installed. '
-                          f'{FIX}: pip install "{package}{wanted}".')
+                          f'{FIX}: {install}.')
     parsed = Version(version)
     if parsed < Version(minimum) or (maximum and parsed >= Version(maximum)):
         raise ImportError(f'{needed_by} needs {package}{wanted}, but {package} {version} is '
-                          f'installed. {FIX}: pip install "{package}{wanted}".')
+                          f'installed. {FIX}: {install}.')
 
 
 def _has_compiled_ops(package: str) -> bool:

@@ -18,7 +18,8 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 from coat_backbone.engine import NonFiniteLossError, adapt_to_machine
-from coat_backbone.engine.runtime import refuse_to_overwrite_a_run, set_resume
+from coat_backbone.engine.runtime import (check_work_dir, enable_auto_scale_lr,
+                                          refuse_to_overwrite_a_run, set_resume)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,6 +212,30 @@ def test_resume_without_last_checkpoint_never_trains_over_checkpoints(tmp_path):
     empty = Config(dict(work_dir=str(tmp_path / 'new')))
     set_resume(empty, 'auto')
     refuse_to_overwrite_a_run(empty, force=False)  # nothing there: a fresh start is fine
+
+
+def test_work_dir_never_replaces_the_users_config(tmp_path):
+    # The Runner writes the merged config to <work_dir>/<config name>.
+    base = tmp_path / 'base.py'
+    base.write_text('model = dict(depth=18)\n')
+    own = tmp_path / 'exp' / 'exp.py'
+    own.parent.mkdir()
+    own.write_text("_base_ = ['../base.py']\n# my notes\nmodel = dict(depth=50)\n")
+    with pytest.raises(FileExistsError, match=r'exp.py lies in the work dir .*replace your file'):
+        check_work_dir(str(own), str(own.parent))
+    check_work_dir(str(own), str(tmp_path / 'elsewhere'))
+    # A config the Runner wrote there reads back to its own text: rewriting it loses nothing.
+    Config.fromfile(str(own)).dump(str(tmp_path / 'exp' / 'dumped.py'))
+    check_work_dir(str(tmp_path / 'exp' / 'dumped.py'), str(own.parent))
+    with pytest.raises(NotADirectoryError, match='is a file; give a folder'):
+        check_work_dir(str(own), str(base))
+    assert own.read_text().startswith("_base_ = ['../base.py']")
+
+
+def test_auto_scale_lr_names_a_missing_base_batch_size():
+    for cfg in (Config(dict()), Config(dict(auto_scale_lr=None))):
+        with pytest.raises(ValueError, match='--auto-scale-lr needs auto_scale_lr'):
+            enable_auto_scale_lr(cfg)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU fallbacks')

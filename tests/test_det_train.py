@@ -59,6 +59,14 @@ def test_test_tool_dumps_results_and_pictures(trained_mask_rcnn, coco_shapes, tm
                backbone_only)
     with pytest.raises(CheckpointError, match=r'backbone.pth lacks \d+ of the \d+ weights.*neck'):
         cli.test_main([str(config), str(backbone_only), '--work-dir', str(tmp_path / 'bad')])
+    # Nor is a detector trained for another number of classes: all names, other shapes.
+    other_classes = tmp_path / 'other_classes.pth'
+    torch.save({'state_dict': {k: v.repeat(2, *([1] * (v.dim() - 1)))
+                               if k.startswith('roi_head.bbox_head.fc_cls') else v
+                               for k, v in state.items()}}, other_classes)
+    with pytest.raises(CheckpointError, match=r'other_classes.pth holds 2 weights in other '
+                       r'shapes.*fc_cls.weight: checkpoint \(8, .*another number of classes'):
+        cli.test_main([str(config), str(other_classes), '--work-dir', str(tmp_path / 'bad2')])
 
 
 def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path):
@@ -83,6 +91,12 @@ def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path):
     (twin / '000000.png').write_bytes((images / '000000.png').read_bytes())
     with pytest.raises(ValueError, match='same name'):
         demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), str(twin),
+                   '--out-dir', str(tmp_path / 'other')])
+    # Predictions are named without the extension: x.png and x.jpg would share x.json.
+    (twin / '000000.png').rename(twin / '000001.jpg')
+    pair = [str(images / '000001.png'), str(twin / '000001.jpg')]
+    with pytest.raises(ValueError, match='so their predictions would overwrite'):
+        demo.main([str(config), str(work_dir / 'epoch_1.pth'), *pair, '--save-pred',
                    '--out-dir', str(tmp_path / 'other')])
     assert {p.name: p.read_bytes() for p in (tmp_path / 'vis').iterdir()} == pictures
 

@@ -72,6 +72,11 @@ def test_test_tool_saves_prediction_maps(trained_upernet, seg_shapes, tmp_path):
                    '--out', str(out)])
     images = seg_shapes_paths(seg_shapes, 'val')[0]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in images.iterdir())
+    # --show-dir draws every test image (mmseg's hook alone draws every 50th batch).
+    pictures = tmp_path / 'pictures'
+    cli.test_main([str(config), str(work_dir / 'iter_2.pth'), '--work-dir', str(tmp_path / 'w2'),
+                   '--show-dir', str(pictures), '--cfg-options', 'visualizer.name=seg_show_dir'])
+    assert len(list(pictures.rglob('*.png'))) == len(list(images.iterdir()))
 
 
 def test_semantic_fpn_trains_and_evaluates(seg_shapes, tmp_path):

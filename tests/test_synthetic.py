@@ -10,6 +10,7 @@ from pycocotools.coco import COCO
 from coat_backbone import synthetic
 from coat_backbone.synthetic import (CocoShapesArgs, SegShapesArgs, coco_shapes_paths,
                                      generate_coco_shapes, generate_seg_shapes)
+from tool_runner import load_tool
 
 SMALL = CocoShapesArgs(num_train=6, num_val=3, img_size=64, max_objects=4, min_radius=4.0,
                        max_radius=12.0, seed=3)
@@ -152,3 +153,13 @@ def test_an_interrupted_run_is_redone(tmp_path, monkeypatch):
     assert json.loads((tmp_path / 'a' / 'manifest.json').read_text())['incomplete']
     assert _files(generate_coco_shapes(tmp_path / 'a', SMALL)) == _files(
         generate_coco_shapes(tmp_path / 'b', SMALL))
+
+
+@pytest.mark.parametrize('demo', ['demo_synthetic', 'demo_seg_synthetic'])
+def test_demos_refuse_no_pictures_before_training(demo, monkeypatch, capsys):
+    tool = load_tool(demo)
+    monkeypatch.setattr('sys.argv', [f'{demo}.py', '--num-pictures', '0'])
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main()
+    assert exit_info.value.code == 2
+    assert '--num-pictures 0: draw at least one picture' in capsys.readouterr().err

@@ -5,8 +5,8 @@
         [--score-thr 0.3] [--device cpu|cuda] [--save-pred] [--force]
 
 Pictures go to OUT_DIR/vis/<image name>; with --save-pred the raw predictions go to
-OUT_DIR/preds/<image name>.json. Existing ones are replaced only with --force, and images that
-share a name are refused. Built on mmdet's DetInferencer.
+OUT_DIR/preds/<image name without its extension>.json. Existing ones are replaced only with
+--force, and images whose outputs would share a name are refused. Built on mmdet's DetInferencer.
 """
 import argparse
 import sys
@@ -24,8 +24,10 @@ import coat_backbone.engine  # noqa: E402,F401
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 
-def list_images(inputs: List[str]) -> List[str]:
-    """Image files given directly or found (not recursively) in the given folders."""
+def list_images(inputs: List[str], save_pred: bool = False) -> List[str]:
+    """Image files given directly or found (not recursively) in the given folders; refused when
+    two would write the same picture (same name) or, with `save_pred`, the same predictions
+    (same name without extension)."""
     images: List[str] = []
     for item in inputs:
         path = Path(item)
@@ -39,9 +41,10 @@ def list_images(inputs: List[str]) -> List[str]:
         raise FileNotFoundError(f'No image ({", ".join(IMAGE_SUFFIXES)}) in {inputs}')
     by_name: Dict[str, str] = {}
     for image in images:
-        other = by_name.setdefault(Path(image).name, image)
+        other = by_name.setdefault(Path(image).stem if save_pred else Path(image).name, image)
         if other != image:
-            raise ValueError(f'{other} and {image} have the same name, so their pictures would '
+            outputs = 'predictions' if save_pred else 'pictures'
+            raise ValueError(f'{other} and {image} have the same name, so their {outputs} would '
                              f'overwrite each other; run them with different --out-dir.')
     return images
 
@@ -75,7 +78,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for path in (args.config, args.checkpoint):
         if not Path(path).is_file():
             raise FileNotFoundError(f'No such file: {path}')
-    images = list_images(args.inputs)
+    images = list_images(args.inputs, args.save_pred)
     if not args.force:
         refuse_to_overwrite(images, args.out_dir, args.save_pred)
 

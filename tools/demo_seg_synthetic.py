@@ -37,7 +37,10 @@ def parse_args() -> argparse.Namespace:
                         help='val images drawn in predictions.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. train_cfg.max_iters=200')
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.num_pictures < 1:
+        parser.error(f'--num-pictures {args.num_pictures}: draw at least one picture')
+    return args
 
 
 def main() -> int:

@@ -41,7 +41,12 @@ mmcv_key=$("$PY" - "$(pin mmcv)" <<'PYEOF'
 import os, platform, sys
 import torch
 ops = 'cuda' if torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1' else 'cpu'
-arch = os.getenv('TORCH_CUDA_ARCH_LIST', '').replace(' ', '_').replace(';', '_')
+arch = os.getenv('TORCH_CUDA_ARCH_LIST', '')
+if not arch and torch.cuda.is_available():
+    # Unset, torch's build targets the visible GPUs only: a wheel for sm_90 fails on sm_80.
+    arch = ';'.join(sorted({'%d.%d' % torch.cuda.get_device_capability(i)
+                            for i in range(torch.cuda.device_count())}))
+arch = arch.replace(' ', '_').replace(';', '_')
 print(f"mmcv{sys.argv[1]}-torch{torch.__version__}-{torch.version.git_version[:12]}"
       f"-cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}-{ops}{arch}")
 PYEOF

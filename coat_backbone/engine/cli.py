@@ -11,9 +11,9 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
-from .runtime import (adapt_to_machine, build_runner, default_work_dir, enable_amp,
-                      enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run, set_local_rank,
-                      set_resume)
+from .runtime import (adapt_to_machine, build_runner, check_work_dir, default_work_dir,
+                      enable_amp, enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
+                      set_local_rank, set_resume)
 
 LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
 
@@ -39,6 +39,7 @@ def _prepare(args: argparse.Namespace) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = default_work_dir(args.config)
+    check_work_dir(args.config, cfg.work_dir)
     return cfg
 
 
@@ -104,6 +105,7 @@ def _enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
             hook['test_out_dir'] = show_dir
         else:
             cfg.visualizer['save_dir'] = show_dir
+            hook['interval'] = 1  # mmseg's hook draws every `interval`-th test batch (50)
 
 
 def test_main(argv: Optional[List[str]] = None) -> None:

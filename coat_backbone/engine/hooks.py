@@ -168,20 +168,22 @@ class NonFiniteLossHook(Hook):
 
 @HOOKS.register_module()
 class CheckpointFitsModelHook(Hook):
-    """Stop before a checkpoint that lacks weights of the model goes into it.
+    """Stop before a checkpoint that lacks weights of the model, or has them in other shapes,
+    goes into it.
 
-    mmengine loads `load_from` non-strictly, so an ImageNet or backbone-only file would be
-    evaluated with randomly initialised heads. This checks the checkpoint mmengine has just read
-    (no second read), before any other hook uses it.
+    mmengine loads `load_from` non-strictly, so an ImageNet or backbone-only file, or one trained
+    for another number of classes, would be evaluated with randomly initialised heads. This checks
+    the checkpoint mmengine has just read (no second read), before any other hook uses it.
     """
 
     priority = 'VERY_HIGH'
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        expected = list(model.state_dict())
+        expected = model.state_dict()
         # The key revision mmengine applies when it loads: DataParallel's `module.` prefix.
-        found = {re.sub(r'^module\.', '', key) for key in checkpoint.get('state_dict', checkpoint)}
+        found = {re.sub(r'^module\.', '', key): value
+                 for key, value in checkpoint.get('state_dict', checkpoint).items()}
         missing = [key for key in expected if key not in found]
         if missing:
             raise CheckpointError(
@@ -190,3 +192,11 @@ class CheckpointFitsModelHook(Hook):
                 f'checkpoint that tools/train.py wrote with this config; ImageNet and backbone '
                 f'files only initialise training (init_cfg=dict(type=\'Pretrained\', '
                 f'checkpoint=...)).')
+        reshaped = [f'{key}: checkpoint {tuple(found[key].shape)} vs model {tuple(value.shape)}'
+                    for key, value in expected.items()
+                    if getattr(found[key], 'shape', value.shape) != value.shape]
+        if reshaped:
+            raise CheckpointError(
+                f'{runner.cfg.get("load_from")} holds {len(reshaped)} weights in other shapes '
+                f'than this config\'s model ({"; ".join(reshaped[:3])}, ...): it was trained with '
+                f'another config (another number of classes?). Test it with that config.')

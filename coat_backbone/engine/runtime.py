@@ -83,6 +83,24 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
         + ' the new run another --work-dir, or pass --force to train over it.')
 
 
+def check_work_dir(config: str, work_dir: str) -> None:
+    """The Runner writes the merged config to `<work_dir>/<config file name>`: refuse a work_dir
+    that is a file, or one that holds the user's own config under that name (a config the Runner
+    wrote, which reads back to the same text, is merely rewritten)."""
+    if osp.exists(work_dir) and not osp.isdir(work_dir):
+        raise NotADirectoryError(f'--work-dir {work_dir} is a file; give a folder.')
+    dump = osp.join(work_dir, osp.basename(config))
+    if not (osp.isfile(dump) and osp.samefile(dump, config)):
+        return
+    with open(config, encoding='utf-8') as file:
+        written_by_mmengine = Config.fromfile(config).pretty_text == file.read()
+    if not written_by_mmengine:
+        raise FileExistsError(
+            f'{config} lies in the work dir {work_dir}, where mmengine writes the merged config '
+            f'under the same name, which would replace your file. Keep the config outside the '
+            f'work dir, or give another --work-dir.')
+
+
 def enable_amp(cfg: Config) -> None:
     """`--amp`: mixed precision with a dynamic loss scale, unless the config already has it."""
     optim_wrapper = cfg.optim_wrapper
@@ -98,7 +116,7 @@ def enable_amp(cfg: Config) -> None:
 
 def enable_auto_scale_lr(cfg: Config) -> None:
     """`--auto-scale-lr`: scale the lr by (GPUs x batch per GPU) / auto_scale_lr.base_batch_size."""
-    if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+    if 'base_batch_size' not in (cfg.get('auto_scale_lr') or {}):
         raise ValueError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) in the '
                          'config: the total batch size its lr was tuned for.')
     cfg.auto_scale_lr.enable = True
