@@ -261,6 +261,9 @@ def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = No
         raise CheckpointError(f'Cannot load {path} into {type(model).__name__}: {error}') from None
     model.load_state_dict(state_dict, strict=not new_head)
     message = f'Loaded {path} into {type(model).__name__} ({unwrapped})'
+    if new_head:
+        dropped = [key for key in dropped if not key.startswith('head.')]
+        message += "; the head is the model's own, newly initialised (new_head=True)"
     if dropped:
         heads = sorted({key.split('.')[0] for key in dropped})
         message += f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'

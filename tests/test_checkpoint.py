@@ -2,6 +2,8 @@
 import argparse
 import logging
 from collections import OrderedDict
+from contextlib import contextmanager
+from typing import Iterator, List
 
 import numpy as np
 import pytest
@@ -55,17 +57,24 @@ def test_official_training_file(tmp_path, arch):
     _assert_loaded(classifier, state_dict)
 
 
-def test_dense_mode_drops_head_and_says_so(tmp_path, arch):
-    path = _save(tmp_path, {'model': _official_state_dict(arch)})
-    messages = []
+@contextmanager
+def _logged_messages() -> Iterator[List[str]]:
+    """The messages mmengine's current logger receives meanwhile."""
+    messages: List[str] = []
     handler = logging.Handler()
     handler.emit = lambda record: messages.append(record.getMessage())
     logger = MMLogger.get_current_instance()
     logger.addHandler(handler)
     try:
-        load_coat_checkpoint(CoaT(arch), path)
+        yield messages
     finally:
         logger.removeHandler(handler)
+
+
+def test_dense_mode_drops_head_and_says_so(tmp_path, arch):
+    path = _save(tmp_path, {'model': _official_state_dict(arch)})
+    with _logged_messages() as messages:
+        load_coat_checkpoint(CoaT(arch), path)
     assert any('dropped' in m and 'head' in m and 'norm4' in m for m in messages), messages
 
 
@@ -173,8 +182,10 @@ def test_another_class_count_names_it_and_new_head_fine_tunes(tmp_path):
     model = CoaTClassifier(TINY_LITE, num_classes=5,
                            init_cfg=dict(type='Pretrained', checkpoint=path, new_head=True))
     new_head = model.head.weight.clone()
-    model.init_weights()
+    with _logged_messages() as messages:
+        model.init_weights()
     assert torch.equal(model.head.weight, new_head)
+    assert any("the head is the model's own, newly initialised" in m for m in messages)
     _assert_loaded(model, {**source.state_dict(), 'head.weight': new_head,
                            'head.bias': model.head.bias})
 
