@@ -58,7 +58,7 @@ def check_requirements() -> None:
         if _installed(user):
             _check('mmcv', *MMCV_RANGE, needed_by=f'{user} (installed here)')
     if _installed('mmdet') and not _has_compiled_ops('mmcv'):
+        build = INSTALL['mmcv'].format(package='mmcv', wanted=f'>={MMCV_RANGE[0]},<{MMCV_RANGE[1]}')
         raise ImportError('mmcv is installed without its compiled ops (mmcv-lite, or built with '
                           'MMCV_WITH_OPS=0), which mmdet needs for RoIAlign and NMS. Fix: run '
-                          '`bash tools/setup_env.sh`, or build mmcv from source: MMCV_WITH_OPS=1 '
-                          'pip install --no-build-isolation "mmcv>=2.0.0,<2.2.0".')
+                          f'`bash tools/setup_env.sh`, or build mmcv from source: {build}.')
