@@ -1,10 +1,11 @@
 """Parameters and multiply-accumulates (MACs) of a CoaT model, per scale, without any data.
 
-Counters that only hook `nn.Conv2d` / `nn.Linear` miss the factorized attention's two matrix
-products (softmax(K)^T V and Q (softmax(K)^T V)), which are plain matmuls inside
-`FactorAttnConvRelPosEnc`; this counter adds them from the attention's input shape. The
-convolutional position encodings (CPE, CRPE) are depthwise convolutions and are counted as such,
-once per call: a shared CPE/CRPE module runs (and costs) once in every block that uses it.
+Why not only mmengine's `FlopAnalyzer` (what mmdet's get_flops runs): its total is the same
+(equal to `paper_macs`, tested), but it runs the real computation and counts per module, and
+CoaT's shared modules (each scale's CPE/CRPE, the parallel blocks' MLP, which runs at scales 2-4)
+run at several places and scales. This counter hooks the modules, attributes each call to the
+scale of the tensor it ran on, adds the factorized attention's two matmuls (softmax(K)^T V and
+Q (softmax(K)^T V)) from the attention's input shape, and runs on the `meta` device.
 
 What is counted, per call, from the shapes the model really sees (the forward runs on the `meta`
 device, so no memory or compute is spent, at any input size):
@@ -21,14 +22,12 @@ import copy
 import math
 import re
 from dataclasses import dataclass, fields
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import torch
 import torch.nn as nn
 
-from .coat import CoaT, FactorAttnConvRelPosEnc, ParallelBlock, grid_sizes
-
-Size = Tuple[int, int]
+from .coat import CoaT, FactorAttnConvRelPosEnc, ParallelBlock, Size, grid_sizes
 
 # GMACs at 224x224 of the ImageNet classifiers, as published in the CoaT paper (Table 2).
 PAPER_GMACS_224: Dict[str, float] = {

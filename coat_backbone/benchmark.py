@@ -39,9 +39,7 @@ from mmengine.logging import print_log
 from timm.models.coat import CoaT as TimmCoaT
 
 from .analysis import count_complexity, total_cost
-from .coat import CoaT
-
-Size = Tuple[int, int]
+from .coat import CoaT, Size
 
 MODES = ('fwd', 'fwd+bwd')
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}

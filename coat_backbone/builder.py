@@ -2,13 +2,15 @@
 from its weights) or a detection / segmentation config (its backbone only)."""
 import argparse
 import ast
-from typing import Optional, Union
+from typing import Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import MODELS
 
-from .checkpoint import extract_state_dict, infer_arch, load_coat_checkpoint, read_checkpoint
-from .coat import CoaT, CoaTClassifier
+from .checkpoint import (extract_state_dict, load_coat_checkpoint, model_from_state_dict,
+                         read_checkpoint)
+from .coat import CoaT, CoaTClassifier, grid_sizes
 
 
 def parse_arch(text: str) -> Union[str, dict]:
@@ -21,6 +23,22 @@ def parse_arch(text: str) -> Union[str, dict]:
     except (ValueError, SyntaxError) as error:
         raise argparse.ArgumentTypeError(f'Cannot read the arch dict {text!r} ({error}); '
                                          f'write it as a Python dict literal.') from None
+
+
+def input_size(sides: Optional[Sequence[int]], classifier: bool,
+               option: str = '--shape') -> Tuple[int, int]:
+    """A tool's size option as (height, width): one value is a square; without one, 224 for the
+    classifier, else mmdet's test scale 800x1333. Raises ValueError naming `option`."""
+    if sides is None:
+        return (224, 224) if classifier else (800, 1333)
+    if len(sides) not in (1, 2):
+        raise ValueError(f'{option} takes one (square) or two (height width) values')
+    size = (sides[0], sides[-1])
+    try:
+        grid_sizes(*size)
+    except ValueError as error:
+        raise ValueError(f'{option} {" ".join(map(str, sides))}: {error}') from None
+    return size
 
 
 def backbone_from_config(config: str) -> CoaT:
@@ -53,19 +71,15 @@ def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[st
             raise ValueError('A config gives the backbone; do not combine it with an arch or '
                              'the classifier.')
         model = backbone_from_config(config)
-    else:
-        num_classes = 1000
         if checkpoint is not None:
-            state_dict, _ = extract_state_dict(read_checkpoint(checkpoint))
-            arch = arch or infer_arch(state_dict)
-            if arch is None:
-                raise ValueError(f'The weights of {checkpoint} are not a published CoaT variant; '
-                                 f'give the arch explicitly.')
-            if classifier and 'head.weight' in state_dict:
-                num_classes = state_dict['head.weight'].shape[0]
-        if arch is None:
-            raise ValueError('Give an arch, a checkpoint or a config.')
-        model = CoaTClassifier(arch, num_classes=num_classes) if classifier else CoaT(arch)
-    if checkpoint is not None:
-        load_coat_checkpoint(model, checkpoint)
+            load_coat_checkpoint(model, checkpoint)
+    elif checkpoint is not None:
+        state_dict, unwrapped = extract_state_dict(read_checkpoint(checkpoint))
+        model = model_from_state_dict(state_dict, checkpoint, arch, classifier)
+        print_log(f'Loaded {checkpoint} ({unwrapped}) into {type(model).__name__}',
+                  logger='current')
+    elif arch is not None:
+        model = CoaTClassifier(arch) if classifier else CoaT(arch)
+    else:
+        raise ValueError('Give an arch, a checkpoint or a config.')
     return model.eval()

@@ -19,7 +19,7 @@ import pickle
 import re
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -268,3 +268,30 @@ def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = No
         heads = sorted({key.split('.')[0] for key in dropped})
         message += f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'
     print_log(message, logger='current')
+
+
+def model_from_state_dict(state_dict: StateDict, source: str,
+                          arch: Optional[Union[str, dict]] = None,
+                          classifier: bool = False) -> nn.Module:
+    """A CoaT, or with `classifier` a CoaTClassifier with the checkpoint's class count, holding
+    `state_dict` (loaded strictly). `arch` defaults to the published variant whose shapes the
+    weights have; `source` names the file in errors."""
+    from .coat import CoaT, CoaTClassifier  # coat.py imports this module
+    arch = arch or infer_arch(state_dict)
+    if arch is None:
+        raise CheckpointError(f'The weights of {source} are not a published CoaT variant; give '
+                              f'the arch explicitly (a name or the dict of its settings).')
+    if classifier:
+        if 'head.weight' not in state_dict:
+            raise CheckpointError(f'{source} has no classification head (head.weight): it is a '
+                                  f'backbone or detector checkpoint, which cannot classify.')
+        model = CoaTClassifier(arch, num_classes=state_dict['head.weight'].shape[0])
+    else:
+        model = CoaT(arch)
+    try:
+        matched, _ = match_state_dict(model, state_dict)
+    except CheckpointError as error:
+        raise CheckpointError(f'Cannot load {source} into {type(model).__name__}(arch={arch!r}): '
+                              f'{error}') from None
+    model.load_state_dict(matched, strict=True)
+    return model

@@ -13,13 +13,14 @@ its numbers do not: it resizes to explicit sizes in the cross-scale fusion so an
 Layout: blocks, then the backbone (`CoaT`), then the classifier (`CoaTClassifier`), then the variant
 registry (`ARCH_SETTINGS`). Checkpoint handling lives in `coat_backbone.checkpoint`.
 """
+from numbers import Integral, Real
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.logging import print_log
+from einops import rearrange
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import DropPath, Mlp, trunc_normal_
@@ -28,8 +29,9 @@ from .checkpoint import load_coat_checkpoint
 
 Size = Tuple[int, int]
 
-# Patch size of each scale's embedding: strides 4, 8, 16 and 32.
+# Patch size of each scale's embedding, and the resulting stride of each scale.
 PATCH_SIZES = (4, 2, 2, 2)
+STRIDES = (4, 8, 16, 32)
 # CRPE kernel size -> number of heads using it; the same for every published variant.
 CRPE_WINDOWS: Dict[int, int] = {3: 2, 5: 3, 7: 3}
 # LayerNorm eps inside the blocks (the patch embeddings keep PyTorch's default, 1e-5).
@@ -38,13 +40,12 @@ BLOCK_NORM_EPS = 1e-6
 
 def tokens_to_map(tokens: torch.Tensor, size: Size) -> torch.Tensor:
     """(B, 1 + H*W, C) tokens with a leading class token -> (B, C, H, W) image map."""
-    batch, _, channels = tokens.shape
-    return tokens[:, 1:].transpose(1, 2).reshape(batch, channels, *size)
+    return rearrange(tokens[:, 1:], 'b (h w) c -> b c h w', h=size[0], w=size[1])
 
 
 def map_to_tokens(feature_map: torch.Tensor, cls_token: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) image map plus a (B, 1, C) class token -> (B, 1 + H*W, C) tokens."""
-    return torch.cat((cls_token, feature_map.flatten(2).transpose(1, 2)), dim=1)
+    return torch.cat((cls_token, rearrange(feature_map, 'b c h w -> b (h w) c')), dim=1)
 
 
 def grid_sizes(height: int, width: int) -> List[Size]:
@@ -71,7 +72,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Size]:
         x = self.proj(x)
         size = (x.shape[2], x.shape[3])
-        return self.norm(x.flatten(2).transpose(1, 2)), size
+        return self.norm(rearrange(x, 'b c h w -> b (h w) c')), size
 
 
 class ConvPosEnc(nn.Module):
@@ -106,11 +107,10 @@ class ConvRelPosEnc(nn.Module):
     def forward(self, q: torch.Tensor, v: torch.Tensor, size: Size) -> torch.Tensor:
         """q, v: (B, heads, 1 + H*W, head_dim). Returns the (B, heads, 1 + H*W, head_dim) term,
         zero in the class-token row."""
-        batch, num_heads, _, head_dim = q.shape
-        v_map = v[:, :, 1:].transpose(-1, -2).reshape(batch, num_heads * head_dim, *size)
+        v_map = rearrange(v[:, :, 1:], 'b heads (h w) d -> b (heads d) h w', h=size[0], w=size[1])
         v_groups = torch.split(v_map, self.channel_splits, dim=1)
         conv_v = torch.cat([conv(group) for conv, group in zip(self.conv_list, v_groups)], dim=1)
-        conv_v = conv_v.reshape(batch, num_heads, head_dim, -1).transpose(-1, -2)
+        conv_v = rearrange(conv_v, 'b (heads d) h w -> b heads (h w) d', heads=q.shape[1])
         return F.pad(q[:, :, 1:] * conv_v, (0, 0, 1, 0))
 
 
@@ -128,12 +128,11 @@ class FactorAttnConvRelPosEnc(nn.Module):
         self.crpe = shared_crpe
 
     def forward(self, x: torch.Tensor, size: Size) -> torch.Tensor:
-        batch, num_tokens, channels = x.shape
-        qkv = self.qkv(x).reshape(batch, num_tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
+        q, k, v = rearrange(self.qkv(x), 'b n (qkv heads d) -> qkv b heads n d', qkv=3,
+                            heads=self.num_heads)
         context = k.softmax(dim=2).transpose(-1, -2) @ v  # (B, heads, head_dim, head_dim)
         out = self.scale * (q @ context) + self.crpe(q, v, size)
-        return self.proj(out.transpose(1, 2).reshape(batch, num_tokens, channels))
+        return self.proj(rearrange(out, 'b heads n d -> b n (heads d)'))
 
 
 class SerialBlock(nn.Module):
@@ -215,7 +214,8 @@ class CoaT(BaseModule):
         arch: a name from `ARCH_SETTINGS` or a dict with keys embed_dims, serial_depths,
             parallel_depth, num_heads and mlp_ratios.
         in_channels: input image channels.
-        out_indices: which scales (0-3, strides 4/8/16/32) to return; an int returns one.
+        out_indices: which scales (0-3, strides 4/8/16/32) to return; an int returns one. They
+            come from high to low resolution whatever the order given, as mmdet's backbones do.
         qkv_bias: bias in the attention's qkv projection (True in every published variant).
         drop_path_rate: stochastic depth, the SAME rate for every block (official semantics).
         frozen_stages: number of leading scales to freeze (-1 or 0: none, 4: all). Freezing scale i
@@ -258,9 +258,12 @@ class CoaT(BaseModule):
         self.parallel_depth = self.arch_settings['parallel_depth']
         self.out_indices = _check_out_indices(out_indices)
         self.out_channels = [embed_dims[i] for i in self.out_indices]
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(f'frozen_stages={frozen_stages} is out of range: use -1 or 0 (none) '
-                             f'up to 4 (all scales).')
+        if not (_is_int(frozen_stages) and -1 <= frozen_stages <= 4):
+            raise ValueError(f'frozen_stages={frozen_stages!r} is out of range: use an int, -1 or '
+                             f'0 (none) up to 4 (all scales).')
+        if not (isinstance(drop_path_rate, Real) and 0 <= drop_path_rate < 1):
+            raise ValueError(f'drop_path_rate={drop_path_rate!r}: use a probability in [0, 1), '
+                             f'e.g. 0.1.')
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
 
@@ -321,6 +324,9 @@ class CoaT(BaseModule):
             finally:
                 self.init_cfg = cfgs
         cfg = pretrained[0]
+        if not cfg.get('checkpoint'):
+            raise ValueError("CoaT init_cfg dict(type='Pretrained') has no checkpoint: add "
+                             "checkpoint='path/to/weights.pth'.")
         load_coat_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
                              new_head=cfg.get('new_head', False))
         self._is_init = True
@@ -406,11 +412,14 @@ class CoaTClassifier(CoaT):
     Args:
         num_classes: classes of the linear head.
         drop_rate: dropout before the head.
-        **kwargs: CoaT's arguments (out_indices does not apply).
+        **kwargs: CoaT's arguments but out_indices (the head reads the class tokens).
     """
 
     def __init__(self, arch: Union[str, dict] = 'lite_small', num_classes: int = 1000,
                  drop_rate: float = 0.0, **kwargs) -> None:
+        if 'out_indices' in kwargs:
+            raise TypeError('CoaTClassifier takes no out_indices: its head reads the class tokens '
+                            'of the last scales. Use type=\'CoaT\' for feature maps.')
         super().__init__(arch=arch, **kwargs)
         dims = self.embed_dims
         if self.parallel_depth > 0:
@@ -443,12 +452,18 @@ class CoaTClassifier(CoaT):
         return self.head(self.head_drop(self.forward_features(x)))
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def _check_out_indices(out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-    indices = (out_indices, ) if isinstance(out_indices, int) else tuple(out_indices)
-    if not indices or any(i not in (0, 1, 2, 3) for i in indices) or len(set(indices)) != len(indices):
-        raise ValueError(f'out_indices={out_indices} is invalid: give distinct scales from 0-3 '
+    """Validated out_indices, sorted from high to low resolution."""
+    indices = (out_indices, ) if _is_int(out_indices) else out_indices
+    if not (isinstance(indices, Sequence) and indices and len(set(indices)) == len(indices)
+            and all(_is_int(i) and 0 <= i <= 3 for i in indices)):
+        raise ValueError(f'out_indices={out_indices!r} is invalid: give distinct ints from 0-3 '
                          f'(strides 4, 8, 16, 32), e.g. (0, 1, 2, 3).')
-    return indices
+    return tuple(sorted(int(i) for i in indices))
 
 
 _COAT = dict(serial_depths=(2, 2, 2, 2), parallel_depth=6, num_heads=8, mlp_ratios=(4, 4, 4, 4))
@@ -482,13 +497,28 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
         raise ValueError(f'CoaT arch dict: missing keys {missing}, unknown keys {unknown}; '
                          f'it takes exactly {list(_ARCH_KEYS)}.')
     settings = dict(arch)
-    for key in ('embed_dims', 'serial_depths', 'mlp_ratios'):
-        if len(settings[key]) != 4:
-            raise ValueError(f'CoaT arch {key} needs 4 values (one per scale), got {settings[key]}.')
+    # Every scale's modules must take part in the forward: an empty scale would leave its
+    # CPE/CRPE without gradients, which DistributedDataParallel refuses by default.
+    for key, wanted, valid in (('embed_dims', 'ints >= 1', lambda v: _is_int(v) and v >= 1),
+                               ('serial_depths', 'ints >= 1', lambda v: _is_int(v) and v >= 1),
+                               ('mlp_ratios', 'numbers > 0', lambda v: isinstance(v, Real)
+                                and not isinstance(v, bool) and v > 0)):
+        values = settings[key]
+        if not (isinstance(values, Sequence) and not isinstance(values, str) and len(values) == 4
+                and all(valid(v) for v in values)):
+            raise ValueError(f'CoaT arch {key} needs 4 {wanted} (one per scale), got {values!r}.')
+    if not (_is_int(settings['parallel_depth']) and settings['parallel_depth'] >= 0):
+        raise ValueError(f"CoaT arch parallel_depth needs an int >= 0 (0: Lite), got "
+                         f"{settings['parallel_depth']!r}.")
     heads = settings['num_heads']
-    if heads != sum(CRPE_WINDOWS.values()):
-        raise ValueError(f'CoaT arch num_heads={heads}: the CRPE windows {CRPE_WINDOWS} split '
+    if not (_is_int(heads) and heads == sum(CRPE_WINDOWS.values())):
+        raise ValueError(f'CoaT arch num_heads={heads!r}: the CRPE windows {CRPE_WINDOWS} split '
                          f'{sum(CRPE_WINDOWS.values())} heads; use num_heads=8.')
+    narrow = [(dim, ratio) for dim, ratio in zip(settings['embed_dims'], settings['mlp_ratios'])
+              if int(dim * ratio) < 1]
+    if narrow:
+        raise ValueError(f'CoaT arch (embed_dim, mlp_ratio) pairs {narrow} give an MLP without '
+                         f'hidden units; raise mlp_ratios.')
     bad = [dim for dim in settings['embed_dims'] if dim % heads]
     if bad:
         raise ValueError(f'CoaT arch embed_dims {bad} are not divisible by num_heads={heads}.')

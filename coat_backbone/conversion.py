@@ -15,9 +15,7 @@ from typing import Callable, Dict, Iterable, Optional, Union
 
 import torch
 
-from .checkpoint import (CheckpointError, StateDict, extract_state_dict, infer_arch,
-                         match_state_dict, read_checkpoint)
-from .coat import CoaT, CoaTClassifier
+from .checkpoint import extract_state_dict, infer_arch, model_from_state_dict, read_checkpoint
 
 PathLike = Union[str, Path]
 
@@ -64,24 +62,6 @@ def _plain(value: object) -> Optional[object]:
     return None
 
 
-def _backbone_state(state_dict: StateDict, arch: Union[str, dict], classifier: bool,
-                    source: str) -> StateDict:
-    """Fit the weights to CoaT / CoaTClassifier strictly and return the model's state dict."""
-    if classifier:
-        if 'head.weight' not in state_dict:
-            raise CheckpointError(f'{source} has no classification head (head.weight): a '
-                                  f'classifier cannot be made from it; convert to a backbone.')
-        model = CoaTClassifier(arch, num_classes=state_dict['head.weight'].shape[0])
-    else:
-        model = CoaT(arch)
-    try:
-        matched, _ = match_state_dict(model, state_dict)
-    except CheckpointError as error:
-        raise CheckpointError(f'Cannot convert {source}: {error}') from None
-    model.load_state_dict(matched, strict=True)
-    return model.state_dict()
-
-
 def convert_checkpoint(source: PathLike, to: str = 'backbone',
                        arch: Optional[Union[str, dict]] = None) -> dict:
     """The `{'state_dict': ..., 'meta': ...}` checkpoint of `source` in format `to` (`FORMATS`).
@@ -99,10 +79,8 @@ def convert_checkpoint(source: PathLike, to: str = 'backbone',
         return dict(state_dict=state_dict, meta={**(_plain(checkpoint.get('meta')) or {}), **meta})
     state_dict, _ = extract_state_dict(checkpoint)
     arch = arch or infer_arch(state_dict)
-    if arch is None:
-        raise CheckpointError(f'The weights of {source} are not a published CoaT variant; pass '
-                              f'the arch (a name or a dict of its settings) explicitly.')
-    state_dict = _backbone_state(state_dict, arch, to == 'classifier', source)
+    state_dict = model_from_state_dict(state_dict, source, arch,
+                                       classifier=to == 'classifier').state_dict()
     if to == 'backbone-prefixed':
         state_dict = {f'backbone.{key}': value for key, value in state_dict.items()}
     meta['coat_arch'] = arch

@@ -18,10 +18,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .coat import CoaT, CoaTClassifier
+from .coat import STRIDES, CoaT, CoaTClassifier, Size
 from .conversion import write_atomically
 
-Size = Tuple[int, int]
 EXPORTERS = ('dynamo', 'torchscript')
 INPUT_NAME = 'img'
 
@@ -30,7 +29,7 @@ def output_names(model: CoaT) -> List[str]:
     """`logits` for a classifier; `stride4` ... `stride32` for the backbone's out_indices."""
     if isinstance(model, CoaTClassifier):
         return ['logits']
-    return [f'stride{4 * 2 ** i}' for i in model.out_indices]
+    return [f'stride{STRIDES[i]}' for i in model.out_indices]
 
 
 def _dynamic_axes(model: CoaT) -> Dict[str, Dict[int, str]]:

@@ -18,6 +18,7 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from .synthetic import SEG_CLASSES
+from .visualization import enlarge_image, side_by_side
 
 # RGB colour per class of SEG_CLASSES; shapes as in the detection demo's palette.
 SEG_PALETTE = [(0, 0, 0), (220, 20, 60), (0, 160, 80), (30, 90, 255)]
@@ -81,7 +82,7 @@ def save_segmentation_panels(model: BaseModel, dataset: BaseSegDataset,
         # All three at the original image size: mmseg resizes predictions back to it.
         panels = [image, colourise(sample.gt_sem_seg.data[0].numpy(), palette),
                   colourise(sample.pred_sem_seg.data[0].numpy(), palette)]
-        rows.append(_hstack([_enlarge(panel, upscale) for panel in panels]))
+        rows.append(side_by_side([enlarge_image(panel, upscale) for panel in panels], _GAP))
     width = max(row.shape[1] for row in rows)
     panel_width = (rows[0].shape[1] - 2 * _GAP) // 3
     picture = [_titles(('image', 'ground truth', 'prediction'), panel_width, width)]
@@ -92,16 +93,6 @@ def save_segmentation_panels(model: BaseModel, dataset: BaseSegDataset,
     out_file.parent.mkdir(parents=True, exist_ok=True)
     mmcv.imwrite(mmcv.rgb2bgr(np.concatenate(picture, axis=0)), str(out_file))
     return out_file
-
-
-def _enlarge(image: np.ndarray, factor: int) -> np.ndarray:
-    return image.repeat(factor, axis=0).repeat(factor, axis=1)
-
-
-def _hstack(panels: List[np.ndarray]) -> np.ndarray:
-    """Panels of one height side by side, white gaps between them."""
-    gap = np.full((panels[0].shape[0], _GAP, 3), 255, dtype=np.uint8)
-    return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)
 
 
 def _pad_width(image: np.ndarray, width: int) -> np.ndarray:

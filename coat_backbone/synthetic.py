@@ -12,18 +12,17 @@ import math
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 from mmengine.logging import print_log
-from pycocotools import mask as mask_utils
 
 MANIFEST = 'manifest.json'
 SHAPE_CLASSES = ('circle', 'square', 'triangle')
 # Bump when the drawing code changes, so that older datasets on disk are regenerated.
 COCO_SHAPES_VERSION = 1
-_SPLIT_CODES = {'train': 0, 'val': 1}
+SPLIT_CODES = {'train': 0, 'val': 1}  # seeds the generator of each split's images
 # Objects drawn later may hide at most this share of an earlier object, so every annotated
 # instance stays recognisable.
 _MAX_OCCLUDED = 0.5
@@ -59,8 +58,8 @@ class CocoShapesArgs:
 
 def coco_shapes_paths(root: Union[str, Path], split: str) -> Tuple[Path, Path]:
     """``(annotation file, image folder)`` of a split written by :func:`generate_coco_shapes`."""
-    if split not in _SPLIT_CODES:
-        raise ValueError(f'split must be one of {sorted(_SPLIT_CODES)}, got {split!r}')
+    if split not in SPLIT_CODES:
+        raise ValueError(f'split must be one of {sorted(SPLIT_CODES)}, got {split!r}')
     root = Path(root)
     return root / 'annotations' / f'instances_{split}.json', root / split
 
@@ -90,11 +89,10 @@ def generate_coco_shapes(root: Union[str, Path], args: CocoShapesArgs = CocoShap
         images: List[dict] = []
         annotations: List[dict] = []
         for index in range(num):
-            rng = np.random.default_rng([args.seed, _SPLIT_CODES[split], index])
+            rng = np.random.default_rng([args.seed, SPLIT_CODES[split], index])
             image, instances = render_shapes_scene(rng, args)
             file_name = f'{index:06d}.png'
-            if not cv2.imwrite(str(img_dir / file_name), image[..., ::-1]):
-                raise OSError(f'could not write {img_dir / file_name}')
+            write_image(img_dir / file_name, image[..., ::-1])
             images.append(dict(id=index + 1, file_name=file_name, height=args.img_size,
                                width=args.img_size))
             for label, mask in instances:
@@ -106,8 +104,7 @@ def generate_coco_shapes(root: Union[str, Path], args: CocoShapesArgs = CocoShap
         ann_file.write_text(json.dumps(dataset, separators=(',', ':')))
         print_log(f'wrote {num} {split} images with {len(annotations)} instances to {img_dir}',
                   logger='current')
-    # Written last: until now the manifest marked the dataset incomplete.
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    finish_dataset(root, manifest)
     return root
 
 
@@ -154,6 +151,9 @@ def _coco_split_files(root: Path, split: str, num: int) -> List[Path]:
 
 def _coco_annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray) -> dict:
     """COCO annotation whose box and area are computed from the RLE itself (always consistent)."""
+    # Imported here: pycocotools comes with the [det] extra, and the segmentation and
+    # classification generators share this module's helpers without it.
+    from pycocotools import mask as mask_utils
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     bbox = [float(v) for v in mask_utils.toBbox(rle)]
     return dict(id=ann_id, image_id=image_id, category_id=label + 1, iscrowd=0,
@@ -186,6 +186,18 @@ def claim_directory(root: Path, generator: str, owned: List[str]) -> None:
     (root / MANIFEST).write_text(json.dumps(dict(generator=generator, incomplete=True)))
     for name in owned:
         shutil.rmtree(root / name, ignore_errors=True)
+
+
+def write_image(path: Path, pixels: np.ndarray, params: Sequence[int] = ()) -> None:
+    """`cv2.imwrite` (BGR or single-channel `pixels`) that raises where it would return False."""
+    if not cv2.imwrite(str(path), pixels, list(params)):
+        raise OSError(f'could not write {path}')
+
+
+def finish_dataset(root: Path, manifest: dict) -> None:
+    """Write the final manifest, last of all: until then `claim_directory`'s marks the dataset
+    incomplete."""
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
 def _read_manifest(root: Path) -> Optional[dict]:
@@ -262,8 +274,8 @@ class SegShapesArgs(CocoShapesArgs):
 
 def seg_shapes_paths(root: Union[str, Path], split: str) -> Tuple[Path, Path]:
     """``(image folder, label-map folder)`` of a split written by :func:`generate_seg_shapes`."""
-    if split not in _SPLIT_CODES:
-        raise ValueError(f'split must be one of {sorted(_SPLIT_CODES)}, got {split!r}')
+    if split not in SPLIT_CODES:
+        raise ValueError(f'split must be one of {sorted(SPLIT_CODES)}, got {split!r}')
     root = Path(root)
     return root / 'img_dir' / split, root / 'ann_dir' / split
 
@@ -294,7 +306,7 @@ def generate_seg_shapes(root: Union[str, Path], args: SegShapesArgs = SegShapesA
         ann_dir.mkdir(parents=True)
         pixels = np.zeros(len(SEG_CLASSES), dtype=np.int64)
         for index in range(num):
-            rng = np.random.default_rng([args.seed, _SPLIT_CODES[split], index])
+            rng = np.random.default_rng([args.seed, SPLIT_CODES[split], index])
             image, instances = render_shapes_scene(rng, args)
             label_map = np.zeros(image.shape[:2], dtype=np.uint8)
             for label, mask in instances:  # visible masks are disjoint
@@ -304,14 +316,12 @@ def generate_seg_shapes(root: Union[str, Path], args: SegShapesArgs = SegShapesA
             file_name = f'{index:06d}.png'
             for path, data in ((img_dir / file_name, image[..., ::-1]),
                                (ann_dir / file_name, label_map)):
-                if not cv2.imwrite(str(path), data):
-                    raise OSError(f'could not write {path}')
+                write_image(path, data)
         shares = ', '.join(f'{name} {count / pixels.sum():.1%}'
                            for name, count in zip(SEG_CLASSES, pixels))
         print_log(f'wrote {num} {split} images and label maps to {img_dir.parent.parent} '
                   f'(pixels: {shares})', logger='current')
-    # Written last: until now the manifest marked the dataset incomplete.
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    finish_dataset(root, manifest)
     return root
 
 

@@ -14,6 +14,8 @@ from typing import Dict, List
 
 from mmengine.config import Config
 
+from coat_backbone.engine.demo import LOADER_SPLITS, read_generated_data
+
 REPO = Path(__file__).resolve().parents[1]
 IMAGENET_CONFIGS = REPO / 'configs' / 'imagenet'
 DEMO_CONFIG = IMAGENET_CONFIGS / 'demo_synthetic_imagenet.py'
@@ -24,10 +26,9 @@ def tiny_cls_config(data_root: Path, work_dir: Path, max_epochs: int) -> Config:
     """The demo config on `data_root`: one warm-up epoch, validation and a checkpoint every 2
     epochs."""
     cfg = Config.fromfile(DEMO_CONFIG)
-    for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
-                          ('test_dataloader', 'val')):
+    read_generated_data(cfg, data_root)
+    for loader in LOADER_SPLITS:
         cfg[loader].update(num_workers=0, persistent_workers=False)
-        cfg[loader].dataset.root = str(data_root / split)
     cfg.train_cfg.max_epochs = max_epochs
     warmup, cosine = cfg.param_scheduler
     warmup.end = 1

@@ -115,6 +115,8 @@ def test_module_prefix_and_mmseg_pretrained_argument(tmp_path, arch):
     _assert_loaded(model, source.state_dict())
     with pytest.raises(ValueError, match='both'):
         CoaT(arch, pretrained=path, init_cfg=dict(type='Pretrained', checkpoint=path))
+    with pytest.raises(ValueError, match=r"Pretrained'\) has no checkpoint: add checkpoint="):
+        CoaT(arch, init_cfg=dict(type='Pretrained')).init_weights()
 
 
 def test_missing_aliases_of_shared_modules_are_filled(tmp_path):
@@ -296,3 +298,22 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
     with pytest.raises(CheckpointError, match='No weights found'):
         load_coat_checkpoint(model, _save(tmp_path, {'whole_model': _Payload()}, 'obj.pth'))
     assert not _Payload.ran
+
+
+def test_tools_build_a_model_from_one_read_of_the_checkpoint(tmp_path, monkeypatch):
+    """The architecture and class count come from the weights the model is loaded with."""
+    from coat_backbone import builder, checkpoint
+    path = _save(tmp_path, CoaTClassifier(TINY_LITE, num_classes=5).state_dict())
+    reads = []
+    real_read = checkpoint.read_checkpoint
+
+    def counted_read(source):
+        reads.append(source)
+        return real_read(source)
+
+    for module in (builder, checkpoint):
+        monkeypatch.setattr(module, 'read_checkpoint', counted_read)
+    model = builder.build_model(arch=TINY_LITE, checkpoint=path, classifier=True)
+    assert reads == [path] and model.num_classes == 5 and not model.training
+    with pytest.raises(CheckpointError, match='not a published CoaT variant; give the arch'):
+        builder.build_model(checkpoint=path)

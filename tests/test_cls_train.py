@@ -102,7 +102,7 @@ def test_eval_tool_matches_the_runner_in_every_format(trained, cls_data, tmp_pat
     assert raw['images'] == 80 and raw['top1'] >= 100.0 / NUM_CLASSES
     with pytest.raises(CheckpointError, match="no 'ema_state_dict'"):
         load_classifier(str(tmp_path / 'official.pth'), arch=arch, use_raw_weights=True)
-    with pytest.raises(CheckpointError, match='not one of the published CoaT variants'):
+    with pytest.raises(CheckpointError, match='not a published CoaT variant'):
         load_classifier(str(final))
     # The training config's arch dict and evaluation transform, given on the command line.
     transform = Config.fromfile(config).test_dataloader.dataset.transform

@@ -88,7 +88,11 @@ def test_out_indices():
     assert [f.shape[1] for f in features] == model.out_channels == [32, 32]
     assert [f.shape[2] for f in features] == [8, 2]
     assert CoaT(TINY_COAT, out_indices=3).out_indices == (3, )  # an int, as in mmpretrain
-    for bad in ((4, ), 4, (1, 1), ()):
+    # High to low resolution whatever the order, as mmdet's backbones return them.
+    descending = CoaT(TINY_COAT, out_indices=[3, 1])
+    assert descending.out_indices == (1, 3) and descending.out_channels == [32, 32]
+    assert [f.shape[2] for f in descending(torch.randn(1, 3, 64, 64))] == [8, 2]
+    for bad in ((4, ), 4, (1, 1), (), (0.0, 1.0), True, None):
         with pytest.raises(ValueError, match='out_indices'):
             CoaT(TINY_COAT, out_indices=bad)
 
@@ -145,8 +149,9 @@ def test_frozen_stages_freeze_scales_and_survive_train():
     assert model.serial_blocks3.training and model.parallel_blocks[0].mlp2.training
     all_frozen = CoaT(TINY_COAT, frozen_stages=4, drop_path_rate=0.5).train()
     assert not any(p.requires_grad for p in all_frozen.parameters())
-    with pytest.raises(ValueError, match='frozen_stages'):
-        CoaT(TINY_COAT, frozen_stages=5)
+    for bad in (5, 1.5, None, True):
+        with pytest.raises(ValueError, match='frozen_stages'):
+            CoaT(TINY_COAT, frozen_stages=bad)
 
 
 @pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
@@ -175,9 +180,19 @@ def test_frozen_scales_are_deterministic_in_train_mode(kind, frozen_stages):
     ('huge', 'Unknown CoaT arch'),
     (dict(TINY_LITE, depth=3), 'unknown keys'),
     ({k: v for k, v in TINY_LITE.items() if k != 'mlp_ratios'}, 'missing keys'),
-    (dict(TINY_LITE, embed_dims=[16, 24, 32]), 'needs 4 values'),
+    (dict(TINY_LITE, embed_dims=[16, 24, 32]), r'embed_dims needs 4 ints >= 1'),
+    (dict(TINY_LITE, embed_dims=16), r'embed_dims needs 4 ints >= 1 \(one per scale\), got 16'),
+    (dict(TINY_LITE, embed_dims=[16.0, 24, 32, 40]), 'embed_dims needs 4 ints'),
+    (dict(TINY_LITE, embed_dims=[0, 24, 32, 40]), 'embed_dims needs 4 ints >= 1'),
     (dict(TINY_LITE, embed_dims=[16, 24, 32, 44]), 'not divisible'),
+    # An empty scale would leave its CPE/CRPE without gradients: DDP's default refuses that.
+    (dict(TINY_LITE, serial_depths=[0, 1, 1, 1]), 'serial_depths needs 4 ints >= 1'),
+    (dict(TINY_LITE, mlp_ratios=[0, 2, 2, 2]), 'mlp_ratios needs 4 numbers > 0'),
+    (dict(TINY_LITE, mlp_ratios=[0.01, 2, 2, 2]), r'pairs \[\(16, 0.01\)\] give an MLP without'),
+    (dict(TINY_LITE, parallel_depth=-2), 'parallel_depth needs an int >= 0'),
+    (dict(TINY_LITE, parallel_depth=None), 'parallel_depth needs an int >= 0'),
     (dict(TINY_LITE, num_heads=4), 'num_heads=8'),
+    (dict(TINY_LITE, num_heads='8'), "num_heads='8'.*use num_heads=8"),
     (dict(TINY_LITE, parallel_depth=1), 'parallel blocks share one MLP'),
 ])
 def test_bad_arch_is_rejected_clearly(bad_arch, message):
@@ -191,6 +206,14 @@ def test_classifier_heads():
     assert not hasattr(lite, 'aggregate') and hasattr(parallel, 'aggregate')
     for model in (lite, parallel):
         assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)
+    with pytest.raises(TypeError, match='takes no out_indices'):
+        CoaTClassifier(TINY_LITE, out_indices=(0, ))
+
+
+@pytest.mark.parametrize('rate', [-0.1, 1.0, 1.5])
+def test_drop_path_rate_out_of_range_is_named(rate):
+    with pytest.raises(ValueError, match=rf'drop_path_rate={rate}: use a probability in \[0, 1\)'):
+        CoaT(TINY_LITE, drop_path_rate=rate)
 
 
 @pytest.mark.parametrize('scope', [None, 'mmdet', 'mmseg'])

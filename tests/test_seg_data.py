@@ -39,7 +39,7 @@ def test_layout_and_label_maps(seg_shapes):
             assert label_map.dtype == np.uint8 and set(np.unique(label_map)) <= {0, 1, 2, 3}
             # The labels are the visible shapes of the very scene the image shows; the picture is
             # that scene but for the pattern darkening part of the striped and checked shapes.
-            rng = np.random.default_rng([TINY_DATA.seed, synthetic._SPLIT_CODES[split], index])
+            rng = np.random.default_rng([TINY_DATA.seed, synthetic.SPLIT_CODES[split], index])
             scene, instances = synthetic.render_shapes_scene(rng, TINY_DATA)
             expected = np.zeros_like(label_map)
             for label, mask in instances:

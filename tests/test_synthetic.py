@@ -1,17 +1,20 @@
 """Tests of the synthetic COCO shapes generator: determinism, valid COCO, consistent annotations."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from coat_backbone import synthetic
+from coat_backbone.engine.demo import load_demo_config, read_generated_data
 from coat_backbone.synthetic import (CocoShapesArgs, SegShapesArgs, coco_shapes_paths,
                                      generate_coco_shapes, generate_seg_shapes)
-from tool_runner import load_tool
+from tool_runner import TOOLS, load_tool
 
+REPO = TOOLS.parent
 SMALL = CocoShapesArgs(num_train=6, num_val=3, img_size=64, max_objects=4, min_radius=4.0,
                        max_radius=12.0, seed=3)
 
@@ -163,3 +166,44 @@ def test_demos_refuse_no_pictures_before_training(demo, monkeypatch, capsys):
         tool.main()
     assert exit_info.value.code == 2
     assert '--num-pictures 0: draw at least one picture' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('config', ['demo/mask_rcnn_coat_demo.py', 'demo/fpn_coat_demo_seg.py',
+                                    'imagenet/demo_synthetic_imagenet.py'])
+def test_demos_read_the_data_they_generate(config, tmp_path):
+    """`--cfg-options data_root=...` moves the generated data; every loader and evaluator must
+    follow it, although the config file built their paths from its own data_root."""
+    elsewhere = tmp_path / 'elsewhere'
+    cfg = load_demo_config(str(REPO / 'configs' / config), {'data_root': str(elsewhere)},
+                           str(tmp_path / 'work'), force=False, template='the demo config')
+    read_generated_data(cfg, Path(cfg.data_root))
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dataset = cfg[loader].dataset
+        assert Path(dataset.get('data_root') or dataset.root).is_relative_to(elsewhere), loader
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        if 'ann_file' in cfg[evaluator]:
+            assert cfg[evaluator].ann_file == str(coco_shapes_paths(elsewhere, 'val')[0])
+
+
+def test_demo_config_needs_synthetic_data(tmp_path):
+    with pytest.raises(ValueError, match='lacks `synthetic_data` or `data_root`; use a config '
+                       'derived from configs/demo/mask_rcnn_coat_demo.py'):
+        load_demo_config(str(REPO / 'configs' / 'mask_rcnn_coat_lite_mini_fpn_1x.py'), None,
+                         str(tmp_path), force=False, template='configs/demo/mask_rcnn_coat_demo.py')
+
+
+def test_segmentation_and_classification_data_need_no_pycocotools(tmp_path):
+    """pycocotools comes with the [det] extra only."""
+    script = f"""
+import sys
+sys.modules['pycocotools'] = None  # any import of it fails
+from coat_backbone.classification import SyntheticImageNetArgs, generate_synthetic_imagenet
+from coat_backbone.synthetic import SegShapesArgs, generate_seg_shapes
+generate_seg_shapes({str(tmp_path / 'seg')!r}, SegShapesArgs(num_train=1, num_val=1, img_size=64,
+                                                               min_radius=4.0, max_radius=12.0))
+generate_synthetic_imagenet({str(tmp_path / 'cls')!r},
+                            SyntheticImageNetArgs(num_classes=2, train_per_class=1, val_per_class=1))
+"""
+    subprocess.run([sys.executable, '-c', script], check=True, cwd=REPO)
+    assert (tmp_path / 'seg' / 'manifest.json').is_file()
+    assert (tmp_path / 'cls' / 'manifest.json').is_file()

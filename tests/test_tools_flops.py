@@ -1,5 +1,5 @@
-"""tools/get_flops.py and coat_backbone.analysis: exact against torch's own counter, and the
-paper's GMACs reproduced."""
+"""tools/get_flops.py and coat_backbone.analysis: exact against torch's and mmengine's counters,
+and the paper's GMACs reproduced."""
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -36,6 +36,19 @@ def test_macs_equal_torch_flop_counter(arch, size, classifier):
     assert ours.macs == _torch_macs(model, size)
     assert ours.flops == 2 * ours.macs
     assert ours.params == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize('arch,size,classifier', [('parallel', (100, 70), False),
+                                                   ('lite', (67, 45), True)])
+def test_paper_convention_equals_mmengine_flop_analyzer(arch, size, classifier):
+    """mmengine's FlopAnalyzer (fvcore's rules: LayerNorm and resizing included) runs the model
+    for real; its total must be our paper-convention count."""
+    from mmengine.analysis import FlopAnalyzer
+    model = (CoaTClassifier if classifier else CoaT)(TINY_ARCHS[arch]).eval()
+    analyzer = FlopAnalyzer(model, torch.randn(1, 3, *size))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    assert total_cost(count_complexity(model, size)).paper_macs == analyzer.total()
 
 
 @pytest.mark.parametrize('arch', sorted(ARCH_SETTINGS))
@@ -89,11 +102,11 @@ def test_cli_arch_and_config(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     assert get_flops.main([str(tmp_path / 'missing.py')]) == 2
     assert 'missing.py' in capsys.readouterr().err
-    assert get_flops.main(['--arch', 'small', '--shape', '16']) == 2
-    assert 'at least 32 pixels' in capsys.readouterr().err
     for argv in (['--help'], [], ['cfg.py', '--arch', 'small'], ['--arch', 'small', '--shape',
-                                                                   '1', '2', '3']):
+                                                                   '1', '2', '3'],
+                 ['--arch', 'small', '--shape', '16']):
         with pytest.raises(SystemExit) as exit_info:
             get_flops.main(argv)
         assert exit_info.value.code == (0 if argv == ['--help'] else 2)
-    assert 'either a config or --arch' in capsys.readouterr().err
+    errors = capsys.readouterr().err
+    assert 'either a config or --arch' in errors and '--shape 16: The input 16x16' in errors

@@ -1,11 +1,8 @@
-"""Tests of the run pictures: training curve from scalars.json, prediction gallery."""
-import json
-
+"""Tests of the detection prediction gallery."""
 import mmcv
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets import CocoDataset
 from mmdet.datasets.transforms import LoadAnnotations, PackDetInputs
@@ -16,40 +13,7 @@ from mmdet.visualization import DetLocalVisualizer
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
-from coat_backbone.visualization import (_enlarge_sample, draw_prediction_gallery,
-                                         plot_training_curve, read_scalars)
-
-
-def _scalars(tmp_path):
-    records = [dict(loss=2.0, lr=1e-3, step=10), dict(loss=1.0, lr=1e-3, step=20),
-               {'coco/bbox_mAP': 0.25, 'step': 20}, dict(loss=0.5, lr=1e-4, step=30),
-               {'coco/bbox_mAP': 0.5, 'step': 30}]
-    path = tmp_path / 'scalars.json'
-    path.write_text('\n'.join(json.dumps(r) for r in records) + '\n')
-    return path
-
-
-def test_curve_reads_and_plots_scalars(tmp_path):
-    curves = read_scalars(_scalars(tmp_path))
-    assert curves['loss'] == dict(step=[10, 20, 30], value=[2.0, 1.0, 0.5])
-    assert curves['coco/bbox_mAP'] == dict(step=[20, 30], value=[0.25, 0.5])
-    out = plot_training_curve(_scalars(tmp_path), tmp_path / 'sub' / 'curve.png',
-                              metrics=['coco/bbox_mAP'])
-    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
-    with pytest.raises(KeyError, match='coco/segm_mAP'):
-        plot_training_curve(_scalars(tmp_path), tmp_path / 'c.png', metrics=['coco/segm_mAP'])
-
-
-def test_curve_axis_fits_fractions_and_percentages(tmp_path, monkeypatch):
-    limits = []
-    monkeypatch.setattr(Figure, 'savefig', lambda figure, *args, **kwargs: limits.append(
-        figure.axes[1].get_ylim()))
-    plot_training_curve(_scalars(tmp_path), tmp_path / 'mAP.png', metrics=['coco/bbox_mAP'])
-    percent = tmp_path / 'percent.json'
-    percent.write_text('\n'.join(json.dumps(r) for r in (
-        dict(loss=1.0, step=10), dict(mIoU=42.5, step=10))) + '\n')
-    plot_training_curve(percent, tmp_path / 'mIoU.png', metrics=['mIoU'])
-    assert limits == [(0, 1), (0, 100)]
+from coat_backbone.visualization import _enlarge_sample, draw_prediction_gallery
 
 
 def test_enlarge_sample_scales_boxes_and_masks():

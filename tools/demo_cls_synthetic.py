@@ -22,9 +22,10 @@ import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from coat_backbone.classification import (SyntheticImageNetArgs, evaluate_folder,  # noqa: E402
-                                          generate_synthetic_imagenet, load_classifier)
-from coat_backbone.engine import (adapt_to_machine, build_runner, load_config,  # noqa: E402
-                                  refuse_to_overwrite_a_run)
+                                          generate_synthetic_imagenet, load_classifier,
+                                          settings_from_config)
+from coat_backbone.engine import adapt_to_machine, build_runner  # noqa: E402
+from coat_backbone.engine.demo import load_demo_config, read_generated_data  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,29 +47,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.monotonic()
-    cfg = load_config(args.config, args.cfg_options)
-    if 'synthetic_data' not in cfg or 'data_root' not in cfg:
-        raise SystemExit(f'{args.config} lacks `synthetic_data` or `data_root`; use a config '
-                         f'derived from configs/imagenet/demo_synthetic_imagenet.py')
-    cfg.work_dir = args.work_dir
     try:
-        refuse_to_overwrite_a_run(cfg, args.force, can_resume=False)
-    except FileExistsError as error:
+        cfg = load_demo_config(args.config, args.cfg_options, args.work_dir, args.force,
+                               template='configs/imagenet/demo_synthetic_imagenet.py')
+    except (OSError, ValueError) as error:
         raise SystemExit(str(error))
     synthetic = SyntheticImageNetArgs(**cfg.synthetic_data)
     data_root = generate_synthetic_imagenet(cfg.data_root, synthetic)
-    # The loaders read what was just generated, also when data_root came from --cfg-options.
-    for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
-                          ('test_dataloader', 'val')):
-        cfg[loader].dataset.root = str(data_root / split)
+    read_generated_data(cfg, data_root)
     cfg.launcher = 'none'
     adapt_to_machine(cfg)
     build_runner(cfg).train()
 
     checkpoint = (Path(args.work_dir) / 'last_checkpoint').read_text().strip()
-    model = load_classifier(checkpoint, arch=cfg.model.backbone.arch)
-    result = evaluate_folder(model, str(data_root / 'val'),
-                             dict(cfg.test_dataloader.dataset.transform), num_workers=0,
+    arch, transform = settings_from_config(cfg, args.config)
+    model = load_classifier(checkpoint, arch=arch)
+    result = evaluate_folder(model, str(data_root / 'val'), transform, num_workers=0,
                              device='cuda' if torch.cuda.is_available() else 'cpu')
     minutes, seconds = divmod(round(time.monotonic() - start), 60)
     chance = 100.0 / synthetic.num_classes

@@ -17,8 +17,8 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 from mmengine.config import DictAction  # noqa: E402
 
-from coat_backbone.engine import (adapt_to_machine, build_runner, load_config,  # noqa: E402
-                                  refuse_to_overwrite_a_run)
+from coat_backbone.engine import adapt_to_machine, build_runner  # noqa: E402
+from coat_backbone.engine.demo import load_demo_config, read_generated_data  # noqa: E402
 from coat_backbone.synthetic import SEG_CLASSES, SegShapesArgs, generate_seg_shapes  # noqa: E402
 from coat_backbone.training_logs import plot_runs, read_run_log  # noqa: E402
 
@@ -46,21 +46,18 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     start = time.monotonic()
-    cfg = load_config(args.config, args.cfg_options)
-    if 'synthetic_data' not in cfg or 'data_root' not in cfg:
-        raise SystemExit(f'{args.config} lacks `synthetic_data` or `data_root`; use a config '
-                         'derived from configs/demo/fpn_coat_demo_seg.py')
+    try:
+        cfg = load_demo_config(args.config, args.cfg_options, args.work_dir, args.force,
+                               template='configs/demo/fpn_coat_demo_seg.py')
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error))
     if cfg.model.decode_head.num_classes != len(SEG_CLASSES):
         raise SystemExit(f'{args.config}: decode_head.num_classes must be {len(SEG_CLASSES)} '
                          f'(the generator\'s classes {SEG_CLASSES}), got '
                          f'{cfg.model.decode_head.num_classes}')
-    cfg.work_dir = args.work_dir
-    try:
-        refuse_to_overwrite_a_run(cfg, args.force, can_resume=False)
-    except FileExistsError as error:
-        raise SystemExit(str(error))
     adapt_to_machine(cfg)
-    generate_seg_shapes(cfg.data_root, SegShapesArgs(**cfg.synthetic_data))
+    data_root = generate_seg_shapes(cfg.data_root, SegShapesArgs(**cfg.synthetic_data))
+    read_generated_data(cfg, data_root)
 
     runner = build_runner(cfg)
     runner.train()

@@ -16,12 +16,12 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 from mmengine.config import DictAction  # noqa: E402
 
-from coat_backbone.engine import (adapt_to_machine, build_runner, load_config,  # noqa: E402
-                                  refuse_to_overwrite_a_run)
+from coat_backbone.engine import adapt_to_machine, build_runner  # noqa: E402
+from coat_backbone.engine.demo import load_demo_config, read_generated_data  # noqa: E402
 from coat_backbone.synthetic import (SHAPE_CLASSES, CocoShapesArgs,  # noqa: E402
                                      generate_coco_shapes)
-from coat_backbone.visualization import (draw_prediction_gallery,  # noqa: E402
-                                         plot_training_curve, read_scalars)
+from coat_backbone.training_logs import plot_runs, read_run_log  # noqa: E402
+from coat_backbone.visualization import draw_prediction_gallery  # noqa: E402
 
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
 
@@ -49,33 +49,29 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     start = time.monotonic()
-    cfg = load_config(args.config, args.cfg_options)
-    if 'synthetic_data' not in cfg or 'data_root' not in cfg:
-        raise SystemExit(f'{args.config} lacks `synthetic_data` or `data_root`; use a config '
-                         'derived from configs/demo/mask_rcnn_coat_demo.py')
+    try:
+        cfg = load_demo_config(args.config, args.cfg_options, args.work_dir, args.force,
+                               template='configs/demo/mask_rcnn_coat_demo.py')
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error))
     if tuple(cfg.metainfo.classes) != SHAPE_CLASSES:
         raise SystemExit(f'{args.config}: metainfo.classes must be {SHAPE_CLASSES} (the '
                          f'generator\'s category order), got {tuple(cfg.metainfo.classes)}')
-    cfg.work_dir = args.work_dir
-    try:
-        refuse_to_overwrite_a_run(cfg, args.force, can_resume=False)
-    except FileExistsError as error:
-        raise SystemExit(str(error))
     adapt_to_machine(cfg)
-    generate_coco_shapes(cfg.data_root, CocoShapesArgs(**cfg.synthetic_data))
+    data_root = generate_coco_shapes(cfg.data_root, CocoShapesArgs(**cfg.synthetic_data))
+    read_generated_data(cfg, data_root)
 
     runner = build_runner(cfg)
     runner.train()
 
     work_dir = Path(args.work_dir)
-    scalars = Path(runner.log_dir) / 'vis_data' / 'scalars.json'
-    curve = plot_training_curve(scalars, work_dir / 'training_curve.png', METRICS)
+    log = read_run_log(runner.log_dir, name='demo')
+    curve = plot_runs([log], ['loss', *METRICS], work_dir / 'training_curve.png')
     val_set = runner.val_dataloader.dataset
     pictures = draw_prediction_gallery(
         runner.model, val_set, runner.visualizer, work_dir / 'predictions.png',
         indices=range(min(args.num_pictures, len(val_set))))
-    final = {key: values['value'][-1] for key, values in read_scalars(scalars).items()
-             if key in METRICS}
+    final = {key: log.val[key][1][-1] for key in METRICS}
     checkpoint = (work_dir / 'last_checkpoint').read_text().strip()
     minutes, seconds = divmod(round(time.monotonic() - start), 60)
 

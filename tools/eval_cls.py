@@ -23,12 +23,12 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from mmengine.config import Config  # noqa: E402
 
 from coat_backbone.builder import parse_arch  # noqa: E402
 from coat_backbone.checkpoint import CheckpointError  # noqa: E402
 from coat_backbone.classification import (eval_transform, evaluate_folder,  # noqa: E402
-                                          load_classifier)
+                                          load_classifier, settings_from_config)
+from coat_backbone.engine import load_config  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,15 +67,7 @@ def main(argv=None) -> int:
             raise FileNotFoundError(f'DATA_DIR {args.data_dir} is not a folder: give the folder '
                                     f'of class folders, e.g. data/imagenet/val.')
         if args.config:
-            if not Path(args.config).is_file():
-                raise FileNotFoundError(f'Config file not found: {args.config}')
-            cfg = Config.fromfile(args.config)
-            model_type = cfg.get('model', {}).get('type')
-            if model_type != 'CoaTImageClassifier':
-                raise ValueError(f'{args.config} is not a classification config (its model is '
-                                 f'{model_type}); give one of configs/imagenet/ or --arch.')
-            arch = cfg.model.backbone.arch
-            transform = dict(cfg.test_dataloader.dataset.transform)
+            arch, transform = settings_from_config(load_config(args.config), args.config)
         for key, value in (('input_size', args.img_size), ('crop_pct', args.crop_pct),
                            ('crop_mode', args.crop_mode)):
             if value is not None:

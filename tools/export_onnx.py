@@ -19,7 +19,7 @@ from typing import List, Tuple
 
 import torch
 
-from coat_backbone.builder import build_model, parse_arch
+from coat_backbone.builder import build_model, input_size, parse_arch
 from coat_backbone.checkpoint import CheckpointError
 from coat_backbone.onnx_export import EXPORTERS, check_onnx, export_onnx, output_names
 
@@ -50,12 +50,12 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.arch is None and args.config is None and args.checkpoint is None:
         parser.error('give --arch, --config or --checkpoint')
-    if args.shape is not None and len(args.shape) not in (1, 2):
-        parser.error('--shape takes one (square) or two (height width) values')
-    for option, sides in (('--shape', args.shape), ('--check-shape', args.check_shape)):
-        if sides is not None and min(sides) < 32:
-            parser.error(f'{option} {" ".join(map(str, sides))}: every side needs at least 32 '
-                         f'pixels (CoaT\'s last scale has stride 32)')
+    try:
+        args.shape = input_size(args.shape, args.classifier)
+        if args.check_shape is not None:
+            args.check_shape = input_size(args.check_shape, args.classifier, '--check-shape')
+    except ValueError as error:
+        parser.error(str(error))
     if args.opset is not None and args.opset < 11:
         parser.error(f'--opset {args.opset}: CoaT\'s bilinear resizing (half-pixel Resize) needs '
                      f'opset 11 or later')
@@ -64,11 +64,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 
 def sizes(args: argparse.Namespace) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     """The trace size and the second check size."""
-    if args.shape is None:
-        trace = (224, 224) if args.classifier else (800, 1333)
-    else:
-        trace = (args.shape[0], args.shape[-1])
-    second = tuple(args.check_shape) if args.check_shape else (
+    trace = args.shape
+    second = args.check_shape or (
         trace[0] * 5 // 4 + 1, max(32, trace[1] * 3 // 4 + 1))
     return trace, second
 

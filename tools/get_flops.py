@@ -12,10 +12,10 @@ LayerNorm and bilinear resizing the way fvcore does; that column is shown apart.
 """
 import argparse
 import sys
-from typing import List, Tuple
+from typing import List
 
 from coat_backbone.analysis import PAPER_GMACS_224, ROWS, count_complexity, total_cost
-from coat_backbone.builder import build_model, parse_arch
+from coat_backbone.builder import build_model, input_size, parse_arch
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -35,20 +35,16 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.config is None) == (args.arch is None):
         parser.error('give either a config or --arch')
-    if args.shape is not None and len(args.shape) not in (1, 2):
-        parser.error('--shape takes one (square) or two (height width) values')
+    try:
+        args.shape = input_size(args.shape, args.classifier)
+    except ValueError as error:
+        parser.error(str(error))
     return args
-
-
-def input_shape(args: argparse.Namespace) -> Tuple[int, int]:
-    if args.shape is None:
-        return (224, 224) if args.classifier else (800, 1333)
-    return (args.shape[0], args.shape[-1])
 
 
 def main(argv: List[str]) -> int:
     args = parse_args(argv)
-    shape = input_shape(args)
+    shape = args.shape
     try:
         model = build_model(arch=args.arch, config=args.config, classifier=args.classifier)
         rows = count_complexity(model, shape)

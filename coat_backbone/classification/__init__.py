@@ -6,7 +6,8 @@ Importing it registers, in mmengine's root registries (so configs need no scope 
 (MODELS) and `TopKAccuracy` (METRICS).
 """
 from .data import ImageFolderDataset, RepeatAugSampler
-from .evaluation import eval_transform, evaluate_folder, load_classifier, raw_weights
+from .evaluation import (eval_transform, evaluate_folder, load_classifier, raw_weights,
+                         settings_from_config)
 from .metric import TopKAccuracy
 from .model import CoaTImageClassifier
 from .synthetic import (SYNTHETIC_CLASSES, SyntheticImageNetArgs, generate_synthetic_imagenet,
@@ -15,5 +16,6 @@ from .synthetic import (SYNTHETIC_CLASSES, SyntheticImageNetArgs, generate_synth
 __all__ = [
     'CoaTImageClassifier', 'ImageFolderDataset', 'RepeatAugSampler', 'SYNTHETIC_CLASSES',
     'SyntheticImageNetArgs', 'TopKAccuracy', 'eval_transform', 'evaluate_folder',
-    'generate_synthetic_imagenet', 'load_classifier', 'raw_weights', 'synthetic_imagenet_files'
+    'generate_synthetic_imagenet', 'load_classifier', 'raw_weights', 'settings_from_config',
+    'synthetic_imagenet_files'
 ]

@@ -3,15 +3,16 @@
 Any checkpoint format `coat_backbone.checkpoint` reads works: official `{'model': ...}` files, timm
 weights, and the checkpoints `tools/train_cls.py` writes (`{'state_dict': {'backbone.*'}}`).
 """
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.logging import print_log
 from torch.utils.data import DataLoader
 
 from ..checkpoint import (CheckpointError, StateDict, extract_state_dict, infer_arch,
-                          match_state_dict, read_checkpoint)
+                          model_from_state_dict, read_checkpoint)
 from ..coat import CoaTClassifier
 from .data import ImageFolderDataset
 from .metric import TopKAccuracy
@@ -27,6 +28,16 @@ def eval_transform(img_size: int = 224, crop_pct: float = OFFICIAL_CROP_PCT,
     settings differ: crop_pct 0.9 at 224, and crop_pct 1.0 with crop_mode 'squash' at 384."""
     return dict(input_size=img_size, interpolation='bicubic', crop_pct=crop_pct,
                 crop_mode=crop_mode)
+
+
+def settings_from_config(cfg: Config, name: str) -> Tuple[Union[str, dict], dict]:
+    """The backbone arch and the test transform of a classification training config (`name`
+    says which, in errors)."""
+    model_type = cfg.get('model', {}).get('type')
+    if model_type != 'CoaTImageClassifier':
+        raise ValueError(f'{name} is not a classification config (its model is {model_type}); '
+                         f'give one of configs/imagenet/ or --arch.')
+    return cfg.model.backbone.arch, dict(cfg.test_dataloader.dataset.transform)
 
 
 def raw_weights(checkpoint: Mapping, path: str) -> StateDict:
@@ -55,22 +66,8 @@ def load_classifier(path: str, arch: Optional[Union[str, dict]] = None,
     if use_raw_weights:
         checkpoint = dict(state_dict=raw_weights(checkpoint, path))
     state_dict, unwrapped = extract_state_dict(checkpoint)
-    if 'head.weight' not in state_dict:
-        raise CheckpointError(f'{path} has no classification head (head.weight): it is a '
-                              f'backbone or detector checkpoint, which cannot classify.')
-    if arch is None:
-        arch = infer_arch(state_dict)
-        if arch is None:
-            raise CheckpointError(f'{path} is not one of the published CoaT variants; give its '
-                                  f'arch (a name or the dict of the training config; '
-                                  f'tools/eval_cls.py: --arch or --config).')
-    model = CoaTClassifier(arch=arch, num_classes=state_dict['head.weight'].shape[0])
-    try:
-        state_dict, _ = match_state_dict(model, state_dict)
-    except CheckpointError as error:
-        raise CheckpointError(f'Cannot load {path} into CoaTClassifier(arch={arch!r}): '
-                              f'{error}') from None
-    model.load_state_dict(state_dict, strict=True)
+    arch = arch or infer_arch(state_dict)
+    model = model_from_state_dict(state_dict, path, arch, classifier=True)
     weights = 'raw weights of the EMA run' if use_raw_weights else unwrapped
     print_log(f'Loaded {path} ({weights}) into CoaTClassifier(arch={arch!r}, '
               f'num_classes={model.num_classes})', logger='current')

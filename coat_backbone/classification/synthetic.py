@@ -6,7 +6,6 @@ at random size, position and rotation on a noisy background. Like the detection 
 `coat_backbone.synthetic`, every image has its own generator seeded by `(seed, split, class,
 index)`, the same arguments give the same bytes, and a `manifest.json` makes a second call free.
 """
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,13 +15,13 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from ..synthetic import MANIFEST, claim_directory, dataset_is_current
+from ..synthetic import (SPLIT_CODES, claim_directory, dataset_is_current, finish_dataset,
+                         write_image)
 
 # Alphabetical, so that the folder order (the class index) is the order of this tuple.
 SYNTHETIC_CLASSES = ('checker', 'circle', 'cross', 'ring', 'square', 'star', 'stripes', 'triangle')
 # Bump when the drawing code changes, so that older datasets on disk are regenerated.
 SYNTHETIC_IMAGENET_VERSION = 1
-_SPLIT_CODES = {'train': 0, 'val': 1}
 _JPEG_QUALITY = 90
 _SUBPIXEL_BITS = 4  # cv2 drawing with 1/16-pixel vertex precision
 
@@ -86,16 +85,13 @@ def generate_synthetic_imagenet(
         for label, name in enumerate(SYNTHETIC_CLASSES[:args.num_classes]):
             (root / split / name).mkdir(parents=True, exist_ok=True)
             for index in range(count):
-                rng = np.random.default_rng([args.seed, _SPLIT_CODES[split], label, index])
+                rng = np.random.default_rng([args.seed, SPLIT_CODES[split], label, index])
                 image = render_class_image(rng, name, args.img_size)
                 path = _image_path(root, split, name, index)
-                if not cv2.imwrite(str(path), image[..., ::-1],
-                                   [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]):
-                    raise OSError(f'could not write {path}')
+                write_image(path, image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         print_log(f'wrote {count} {split} images per class, {args.num_classes} classes, to '
                   f'{root / split}', logger='current')
-    # Written last: until now the manifest marked the dataset incomplete.
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    finish_dataset(root, manifest)
     return root
 
 

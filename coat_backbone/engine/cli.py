@@ -44,9 +44,9 @@ def _prepare(args: argparse.Namespace) -> Config:
 
 
 def train_main(argv: Optional[List[str]] = None) -> None:
-    """Train a detector or segmentor from a config file."""
-    parser = argparse.ArgumentParser(description='Train a model from an MMDetection or '
-                                     'MMSegmentation config.')
+    """Train a detector, segmentor or classifier from a config file."""
+    parser = argparse.ArgumentParser(description='Train a model from an MMDetection, '
+                                     'MMSegmentation or ImageNet (configs/imagenet/) config.')
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
                         help='resume training: from CHECKPOINT, or without a value from '
@@ -110,8 +110,8 @@ def _enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
 
 def test_main(argv: Optional[List[str]] = None) -> None:
     """Evaluate a checkpoint on the config's test set."""
-    parser = argparse.ArgumentParser(description='Test a checkpoint with an MMDetection or '
-                                     'MMSegmentation config.')
+    parser = argparse.ArgumentParser(description='Test a checkpoint with an MMDetection, '
+                                     'MMSegmentation or ImageNet (configs/imagenet/) config.')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='also save the raw predictions: a .pkl file (mmdet) or a '

@@ -1,0 +1,45 @@
+"""The start shared by the synthetic-data demos (tools/demo_synthetic.py, demo_seg_synthetic.py and
+demo_cls_synthetic.py): read the config, refuse to train over an earlier run, and point the data
+loaders at the generated dataset."""
+from pathlib import Path
+from typing import Optional
+
+from mmengine.config import Config
+
+from ..synthetic import coco_shapes_paths
+from .runtime import load_config, refuse_to_overwrite_a_run
+
+# Each loader and the split it reads.
+LOADER_SPLITS = dict(train_dataloader='train', val_dataloader='val', test_dataloader='val')
+
+
+def load_demo_config(config: str, cfg_options: Optional[dict], work_dir: str, force: bool,
+                     template: str) -> Config:
+    """The demo's config with `work_dir` set. Raises FileNotFoundError for a missing config,
+    ValueError for one without `synthetic_data` and `data_root` (naming `template`, the config to
+    derive from) and FileExistsError when `work_dir` holds an earlier run and not `force`."""
+    cfg = load_config(config, cfg_options)
+    if 'synthetic_data' not in cfg or 'data_root' not in cfg:
+        raise ValueError(f'{config} lacks `synthetic_data` or `data_root`; use a config derived '
+                         f'from {template}')
+    cfg.work_dir = work_dir
+    refuse_to_overwrite_a_run(cfg, force, can_resume=False)
+    return cfg
+
+
+def read_generated_data(cfg: Config, data_root: Path) -> None:
+    """Point every loader, and a COCO evaluator's `ann_file`, at the dataset generated in
+    `data_root`. `--cfg-options data_root=...` changes only the variable: the values the config
+    file built from it keep the file's path, so the demo would read other data than it made."""
+    for loader, split in LOADER_SPLITS.items():
+        dataset = cfg[loader].dataset
+        if 'root' in dataset:  # ImageFolderDataset: one folder per split
+            dataset.root = str(data_root / split)
+        elif 'data_root' in dataset:  # mmdet's and mmseg's datasets
+            dataset.data_root = str(data_root)
+        else:
+            raise ValueError(f'{loader}.dataset has neither `data_root` nor `root`; the demo '
+                             f'cannot point it at {data_root}.')
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        if 'ann_file' in cfg.get(evaluator, {}):
+            cfg[evaluator].ann_file = str(coco_shapes_paths(data_root, 'val')[0])
