@@ -40,7 +40,10 @@ BLOCK_NORM_EPS = 1e-6
 
 def tokens_to_map(tokens: torch.Tensor, size: Size) -> torch.Tensor:
     """(B, 1 + H*W, C) tokens with a leading class token -> (B, C, H, W) image map."""
-    return rearrange(tokens[:, 1:], 'b (h w) c -> b c h w', h=size[0], w=size[1])
+    # A view with the reference's strides (einops' differ in the batch dimension when B = 1),
+    # so that the convolutions take the same kernels and round identically.
+    batch, _, channels = tokens.shape
+    return tokens[:, 1:].transpose(1, 2).reshape(batch, channels, *size)
 
 
 def map_to_tokens(feature_map: torch.Tensor, cls_token: torch.Tensor) -> torch.Tensor:

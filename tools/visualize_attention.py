@@ -6,7 +6,7 @@ Examples:
         --checkpoint checkpoints/coat_lite_small_8d362f48.pth --query 120 80
     python tools/visualize_attention.py demo.jpg out/ --arch lite_small  # random weights
     python tools/visualize_attention.py demo.jpg out/ --config configs/demo/mask_rcnn_coat_demo.py \
-        --checkpoint work_dirs/demo/epoch_12.pth --cls --block 0
+        --checkpoint work_dirs/demo/epoch_16.pth --cls --block 0
 
 Writes attention_scale1.png ... attention_scale4.png, one row per head with three maps: the
 factorized weights CoaT applies, w_n = scale * q . softmax_tokens(K)_n; the conventional
