@@ -11,8 +11,9 @@ from mmengine.logging import MMLogger
 
 from coat_backbone import CoaT
 from coat_backbone import benchmark
-from coat_backbone.benchmark import (FEATURE_TOLERANCE, Case, check_features, format_table,
-                                     run_benchmark, timm_reference)
+from coat_backbone.analysis import count_complexity, total_cost
+from coat_backbone.benchmark import (FEATURE_TOLERANCE, Case, FeatureCheck, check_features,
+                                     format_table, run_benchmark, timm_reference)
 from tiny_archs import TINY_ARCHS
 from tool_runner import load_tool
 
@@ -68,6 +69,31 @@ def test_every_configuration_is_timed_and_measured():
     assert training['coat_cp'].memory_vs_coat < 0.9
     table = format_table(results)
     assert len(table.splitlines()) == 2 + len(results) and 'coat_cp' in table
+    # The figures follow from the step time: images/s, FLOP/s (a backward costs two forwards)
+    # and the ratio to timm's images/s in the same mode.
+    forward_flops = total_cost(count_complexity(CoaT('lite_tiny'), (192, 192), 2)).flops
+    timm_rate = {r.mode: r.images_per_s for r in results if r.implementation == 'timm'}
+    for result in results:
+        seconds = result.step_ms / 1e3
+        assert result.images_per_s == pytest.approx(2 / seconds)
+        passes = 3 if result.mode == 'fwd+bwd' else 1
+        assert result.tflops_per_s == pytest.approx(forward_flops * passes / seconds / 1e12)
+        if result.implementation != 'timm':
+            assert result.speedup_vs_timm == pytest.approx(
+                result.images_per_s / timm_rate[result.mode])
+
+
+@pytest.mark.parametrize('largest_output', [0.5, 1000.0])
+def test_feature_tolerance_is_relative_to_outputs_above_one(largest_output):
+    """max|coat - timm| <= 1e-5 x max(1, max|timm|) on every map."""
+    scale = max(1.0, largest_output)
+
+    def check(differences):
+        return FeatureCheck('lite_tiny', (64, 64), [d * scale for d in differences],
+                            [largest_output] * 4)
+
+    assert check([0.9e-5, 0.0, 0.5e-5, 0.9e-5]).matches
+    assert not check([0.9e-5, 1.1e-5, 0.0, 0.0]).matches
 
 
 def test_cpu_memory_pass_is_skipped_with_a_warning_where_unsupported(monkeypatch):

@@ -8,10 +8,11 @@ from typing import Iterator, List
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import MMLogger
+from mmengine.logging import HistoryBuffer, MMLogger
 from mmengine.registry import MODELS
 
 from coat_backbone import CheckpointError, CoaT, CoaTClassifier, load_coat_checkpoint
+from coat_backbone.engine import allow_mmengine_checkpoints
 from tiny_archs import TINY_COAT, TINY_LITE
 
 
@@ -256,6 +257,17 @@ def test_corrupt_truncated_and_missing_files_name_the_path(tmp_path):
         load_coat_checkpoint(CoaT(TINY_LITE), str(tmp_path))
 
 
+def test_an_unreadable_file_is_not_called_corrupt(tmp_path, monkeypatch):
+    path = _save(tmp_path, CoaT(TINY_LITE).state_dict())
+
+    def denied(*args, **kwargs):  # chmod cannot deny root, who runs the tests on CI
+        raise PermissionError(13, 'Permission denied', path)
+
+    monkeypatch.setattr(torch, 'load', denied)
+    with pytest.raises(CheckpointError, match=f'{path} cannot be read .*Permission denied'):
+        load_coat_checkpoint(CoaT(TINY_LITE), path)
+
+
 def test_legacy_format_files(tmp_path):
     """Pre-1.6 (non-zip) files load when they hold only weights; with metadata objects the error
     says how to re-save them, instead of calling them corrupt."""
@@ -289,10 +301,12 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
     state_dict = CoaT(TINY_LITE).state_dict()
     path = _save(tmp_path, {'state_dict': state_dict, 'meta': {'hook': _Payload()}})
     model = CoaT(TINY_LITE)
+    allow_mmengine_checkpoints()  # as importing coat_backbone.engine does, for resuming
     allowlist = set(torch.serialization.get_safe_globals())
+    assert HistoryBuffer in allowlist
     load_coat_checkpoint(model, path)
     assert not _Payload.ran
-    # The process-wide allowlist (mmengine's types, for resuming) is back as it was.
+    # The process-wide allowlist is back as it was.
     assert set(torch.serialization.get_safe_globals()) == allowlist
     _assert_loaded(model, state_dict)
     with pytest.raises(CheckpointError, match='No weights found'):
@@ -303,7 +317,8 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
 def test_tools_build_a_model_from_one_read_of_the_checkpoint(tmp_path, monkeypatch):
     """The architecture and class count come from the weights the model is loaded with."""
     from coat_backbone import builder, checkpoint
-    path = _save(tmp_path, CoaTClassifier(TINY_LITE, num_classes=5).state_dict())
+    saved = CoaTClassifier(TINY_LITE, num_classes=5).state_dict()
+    path = _save(tmp_path, saved)
     reads = []
     real_read = checkpoint.read_checkpoint
 
@@ -315,5 +330,8 @@ def test_tools_build_a_model_from_one_read_of_the_checkpoint(tmp_path, monkeypat
         monkeypatch.setattr(module, 'read_checkpoint', counted_read)
     model = builder.build_model(arch=TINY_LITE, checkpoint=path, classifier=True)
     assert reads == [path] and model.num_classes == 5 and not model.training
+    _assert_loaded(model, saved)
+    backbone = builder.build_model(checkpoint=path, arch=TINY_LITE)  # the head is dropped
+    _assert_loaded(backbone, {k: v for k, v in saved.items() if k in backbone.state_dict()})
     with pytest.raises(CheckpointError, match='not a published CoaT variant; give the arch'):
         builder.build_model(checkpoint=path)

@@ -90,9 +90,11 @@ def test_out_indices():
     assert [f.shape[2] for f in features] == [8, 2]
     assert CoaT(TINY_COAT, out_indices=3).out_indices == (3, )  # an int, as in mmpretrain
     # High to low resolution whatever the order, as mmdet's backbones return them.
-    descending = CoaT(TINY_COAT, out_indices=[3, 1])
-    assert descending.out_indices == (1, 3) and descending.out_channels == [32, 32]
-    assert [f.shape[2] for f in descending(torch.randn(1, 3, 64, 64))] == [8, 2]
+    descending = CoaT(TINY_LITE, out_indices=[3, 0])
+    assert descending.out_indices == (0, 3)
+    assert descending.out_channels == [TINY_LITE['embed_dims'][0], TINY_LITE['embed_dims'][3]]
+    assert [tuple(f.shape[1:3]) for f in descending(torch.randn(1, 3, 64, 64))] == [
+        (TINY_LITE['embed_dims'][0], 16), (TINY_LITE['embed_dims'][3], 2)]
     for bad in ((4, ), 4, (1, 1), (), (0.0, 1.0), True, None):
         with pytest.raises(ValueError, match='out_indices'):
             CoaT(TINY_COAT, out_indices=bad)
@@ -109,17 +111,29 @@ def test_every_parameter_gets_a_gradient(kind):
 
 
 @pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
-def test_gradient_checkpointing_is_exact(kind):
+def test_gradient_checkpointing_is_exact(kind, monkeypatch):
     torch.manual_seed(0)
     plain = CoaT(TINY_ARCHS[kind]).train()
     checkpointed = CoaT(TINY_ARCHS[kind], with_cp=True).train()
     checkpointed.load_state_dict(plain.state_dict())
     images = torch.randn(2, 3, 64, 96)
+    calls = []
+    real_checkpoint = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint',
+                        lambda *args, **kwargs: calls.append(1) or real_checkpoint(*args, **kwargs))
     results = []
     for model in (plain, checkpointed):
+        calls.clear()
         features = model(images)
+        # Every block of the checkpointed model runs under torch.utils.checkpoint, none of the other.
+        blocks = sum(TINY_ARCHS[kind]['serial_depths']) + TINY_ARCHS[kind]['parallel_depth']
+        assert len(calls) == (blocks if model is checkpointed else 0)
         sum(f.sum() for f in features).backward()
         results.append((features, {n: p.grad for n, p in model.named_parameters()}))
+    with torch.no_grad():
+        calls.clear()
+        checkpointed(images)
+        assert calls == []  # nothing to recompute without a backward
     (plain_out, plain_grads), (cp_out, cp_grads) = results
     for a, b in zip(plain_out, cp_out):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
@@ -148,6 +162,12 @@ def test_frozen_stages_freeze_scales_and_survive_train():
                    'parallel_blocks.0.mlp2.'):
         assert not any(name.startswith(prefix) for name in frozen), prefix
     assert model.serial_blocks3.training and model.parallel_blocks[0].mlp2.training
+    # Scales 1-3 frozen: the MLP scale 4 shares with them still trains, and with it scale 4.
+    three = CoaT(TINY_COAT, frozen_stages=3).train()
+    shared_mlp = three.parallel_blocks[0].mlp2
+    assert all(p.requires_grad for p in shared_mlp.parameters()) and shared_mlp.training
+    assert not any(p.requires_grad for p in three.parallel_blocks[0].factoratt_crpe3.parameters())
+    assert all(p.requires_grad for p in three.parallel_blocks[0].factoratt_crpe4.parameters())
     all_frozen = CoaT(TINY_COAT, frozen_stages=4, drop_path_rate=0.5).train()
     assert not any(p.requires_grad for p in all_frozen.parameters())
     for bad in (5, 1.5, None, True):
@@ -156,7 +176,7 @@ def test_frozen_stages_freeze_scales_and_survive_train():
 
 
 @pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
-@pytest.mark.parametrize('frozen_stages', [1, 2, 4])
+@pytest.mark.parametrize('frozen_stages', [1, 2, 3, 4])
 def test_frozen_scales_are_deterministic_in_train_mode(kind, frozen_stages):
     # Drop path is off in frozen scales, including their branches of the parallel blocks, and on
     # elsewhere (8 images kept alike twice by chance: odds 0.5 ** 16). Scales 2-4 of the parallel

@@ -22,9 +22,12 @@ def test_dist_train_with_two_processes(coco_shapes, tmp_path):
     work_dir = tmp_path / 'work'
     config = tiny_config_file(CONFIG_DIR / 'mask_rcnn_coat_lite_mini_fpn_1x.py', coco_shapes,
                               work_dir, tmp_path / 'tiny.py')
-    result = run_tool([str(TOOLS / 'dist_train.sh'), str(config), '2'],
-                      env={'PORT': free_port()})
+    # With gradient checkpointing: DDP (find_unused_parameters=False) must cope with the
+    # modules the parallel blocks share across scales being recomputed in the backward.
+    result = run_tool([str(TOOLS / 'dist_train.sh'), str(config), '2', '--cfg-options',
+                       'model.backbone.with_cp=True'], env={'PORT': free_port()})
     assert 'Distributed training: True' in result.stdout + result.stderr
+    assert 'with_cp=True' in (work_dir / 'tiny.py').read_text()  # the config the run used
     checkpoint = torch.load(work_dir / 'epoch_1.pth', weights_only=True)
     # 8 images, 2 processes x 2 images: 2 iterations per epoch.
     assert checkpoint['meta']['epoch'] == 1 and checkpoint['meta']['iter'] == 2

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +19,8 @@ from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
 from coat_backbone.engine import NonFiniteLossError, adapt_to_machine
-from coat_backbone.engine.runtime import (check_work_dir, enable_auto_scale_lr,
+from coat_backbone.engine import cli, runtime
+from coat_backbone.engine.runtime import (check_work_dir, enable_amp, enable_auto_scale_lr,
                                           refuse_to_overwrite_a_run, set_resume)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,6 +152,8 @@ def test_kill_while_writing_checkpoint_leaves_last_checkpoint_loadable(tmp_path)
     assert last == str(run / 'epoch_1.pth')  # kept although max_keep_ckpts=1
     assert torch.load(last, weights_only=True)['meta']['epoch'] == 1
     assert not (run / 'epoch_2.pth').exists() and (run / 'epoch_2.pth.partial').exists()
+    # One the resumed run would not overwrite by itself (epoch 9 is never saved).
+    (run / 'epoch_9.pth.partial').write_bytes(b'half a checkpoint')
 
     resumed = toy_runner(run, max_epochs=3, resume=True, max_keep_ckpts=1)
     resumed.train()
@@ -232,14 +236,33 @@ def test_work_dir_never_replaces_the_users_config(tmp_path):
     assert own.read_text().startswith("_base_ = ['../base.py']")
 
 
+def test_amp_and_auto_scale_lr_options_reach_the_runner(tmp_path, monkeypatch):
+    config = tmp_path / 'toy.py'
+    config.write_text("optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', "
+                      "lr=0.1))\nauto_scale_lr = dict(enable=False, base_batch_size=16)\n")
+    built = []
+    monkeypatch.setattr(cli, 'build_runner',
+                        lambda cfg: built.append(cfg) or SimpleNamespace(train=lambda: None))
+    monkeypatch.setattr(cli, 'adapt_to_machine', lambda cfg: None)  # keeps AMP on a CPU
+    cli.train_main([str(config), '--work-dir', str(tmp_path / 'plain')])
+    cli.train_main([str(config), '--work-dir', str(tmp_path / 'amp'), '--amp', '--auto-scale-lr'])
+    plain, amp = built
+    assert plain.optim_wrapper.type == 'OptimWrapper' and not plain.auto_scale_lr.enable
+    assert amp.optim_wrapper.type == 'AmpOptimWrapper' and amp.optim_wrapper.loss_scale == 'dynamic'
+    assert amp.auto_scale_lr.enable is True
+    with pytest.raises(ValueError, match="--amp needs optim_wrapper type 'OptimWrapper', got "
+                       "'ApexOptimWrapper'"):
+        enable_amp(Config(dict(optim_wrapper=dict(type='ApexOptimWrapper'))))
+
+
 def test_auto_scale_lr_names_a_missing_base_batch_size():
     for cfg in (Config(dict()), Config(dict(auto_scale_lr=None))):
         with pytest.raises(ValueError, match='--auto-scale-lr needs auto_scale_lr'):
             enable_auto_scale_lr(cfg)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason='tests the CPU fallbacks')
 def test_adapt_to_machine_without_gpu(monkeypatch):
+    monkeypatch.setattr(runtime, 'get_device', lambda: 'cpu')  # also where a GPU is present
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
     monkeypatch.setenv('MASTER_PORT', '29611')
     monkeypatch.setenv('RANK', '0')

@@ -112,6 +112,22 @@ def test_regeneration_is_skipped_or_redone(tmp_path, monkeypatch):
     assert json.loads((root / 'manifest.json').read_text())['args']['num_val'] == 1
 
 
+@pytest.mark.parametrize('generate, version', [(generate_coco_shapes, 'COCO_SHAPES_VERSION'),
+                                               (generate_seg_shapes, 'SEG_SHAPES_VERSION')])
+def test_a_new_drawing_version_regenerates(generate, version, tmp_path, monkeypatch):
+    args = SMALL if generate is generate_coco_shapes else SegShapesArgs(**vars(SMALL))
+    generate(tmp_path, args)
+    drawn = []
+    monkeypatch.setattr(synthetic, version, getattr(synthetic, version) + 1)
+    render = synthetic.render_shapes_scene
+    monkeypatch.setattr(synthetic, 'render_shapes_scene',
+                        lambda *a, **k: drawn.append(1) or render(*a, **k))
+    generate(tmp_path, args)
+    assert len(drawn) == SMALL.num_train + SMALL.num_val
+    assert json.loads((tmp_path / 'manifest.json').read_text())['version'] == \
+        getattr(synthetic, version)
+
+
 def test_bad_input_is_refused(tmp_path):
     (tmp_path / 'notes.txt').write_text('not a dataset')
     with pytest.raises(FileExistsError, match='pass an empty or new directory'):

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from coat_backbone import CoaT
+from coat_backbone.onnx_export import check_onnx, export_onnx
 from tiny_archs import TINY_COAT, TINY_LITE
 from tool_runner import load_tool
 
@@ -58,6 +59,24 @@ def test_torchscript_backbone_and_classifier(tmp_path, capsys):
     assert export.main([str(backbone), '--arch', repr(TINY_COAT), '--exporter',
                         'torchscript']) == 2
     assert 'exists' in capsys.readouterr().err and backbone.read_bytes() == before
+
+
+def test_the_check_runs_onnxruntime_and_a_mismatch_fails_the_tool(tmp_path, capsys, monkeypatch):
+    torch.manual_seed(0)
+    model = CoaT(MINIMAL_LITE).eval()
+    path = export_onnx(model, tmp_path / 'backbone.onnx', (64, 64), exporter='torchscript')
+    ((same, magnitude),) = check_onnx(model, path, [(64, 96)])
+    assert same <= 1e-4 and magnitude > 0
+    # Another model's weights: the file no longer matches, and the check must see it.
+    ((other, _),) = check_onnx(CoaT(MINIMAL_LITE).eval(), path, [(64, 96)])
+    assert other > 100 * max(same, 1e-6)
+
+    monkeypatch.setattr(export, 'check_onnx', lambda model, path, sizes: [(0.5, 1.0), (0.0, 1.0)])
+    out = tmp_path / 'mismatch.onnx'
+    assert export.main([str(out), '--arch', repr(MINIMAL_LITE), '--exporter', 'torchscript',
+                        '--shape', '64']) == 1
+    assert 'a difference exceeds --atol 0.0001 + --rtol 1e-05' in capsys.readouterr().err
+    assert out.is_file()  # kept for inspection
 
 
 def test_the_input_checkpoint_is_never_overwritten(tmp_path, capsys):
