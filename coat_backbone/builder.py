@@ -5,7 +5,6 @@ import ast
 from typing import Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config
-from mmengine.logging import print_log
 from mmengine.registry import MODELS
 
 from .checkpoint import (extract_state_dict, load_coat_checkpoint, model_from_state_dict,
@@ -75,9 +74,8 @@ def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[st
             load_coat_checkpoint(model, checkpoint)
     elif checkpoint is not None:
         state_dict, unwrapped = extract_state_dict(read_checkpoint(checkpoint))
-        model = model_from_state_dict(state_dict, checkpoint, arch, classifier)
-        print_log(f'Loaded {checkpoint} ({unwrapped}) into {type(model).__name__}',
-                  logger='current')
+        model = model_from_state_dict(state_dict, f'{checkpoint} ({unwrapped})', arch, classifier,
+                                      arch_hint='; the tools take --arch or --config')
     elif arch is not None:
         model = CoaTClassifier(arch) if classifier else CoaT(arch)
     else:

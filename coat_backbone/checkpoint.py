@@ -271,27 +271,35 @@ def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = No
 
 
 def model_from_state_dict(state_dict: StateDict, source: str,
-                          arch: Optional[Union[str, dict]] = None,
-                          classifier: bool = False) -> nn.Module:
+                          arch: Optional[Union[str, dict]] = None, classifier: bool = False,
+                          arch_hint: str = '') -> nn.Module:
     """A CoaT, or with `classifier` a CoaTClassifier with the checkpoint's class count, holding
-    `state_dict` (loaded strictly). `arch` defaults to the published variant whose shapes the
-    weights have; `source` names the file in errors."""
+    `state_dict` (loaded strictly, logged). `arch` defaults to the published variant whose shapes
+    the weights have; `source` names the weights in messages, and `arch_hint` says where the
+    caller takes an arch from."""
     from .coat import CoaT, CoaTClassifier  # coat.py imports this module
+    if classifier and 'head.weight' not in state_dict:
+        raise CheckpointError(f'{source} has no classification head (head.weight): it is a '
+                              f'backbone or detector checkpoint, which cannot classify; use it '
+                              f'as a backbone (CoaT).')
     arch = arch or infer_arch(state_dict)
     if arch is None:
         raise CheckpointError(f'The weights of {source} are not a published CoaT variant; give '
-                              f'the arch explicitly (a name or the dict of its settings).')
+                              f'the arch explicitly (a name or the dict of its settings'
+                              f'{arch_hint}).')
     if classifier:
-        if 'head.weight' not in state_dict:
-            raise CheckpointError(f'{source} has no classification head (head.weight): it is a '
-                                  f'backbone or detector checkpoint, which cannot classify.')
         model = CoaTClassifier(arch, num_classes=state_dict['head.weight'].shape[0])
     else:
         model = CoaT(arch)
+    built = f'{type(model).__name__}(arch={arch!r})'
     try:
-        matched, _ = match_state_dict(model, state_dict)
+        matched, dropped = match_state_dict(model, state_dict)
     except CheckpointError as error:
-        raise CheckpointError(f'Cannot load {source} into {type(model).__name__}(arch={arch!r}): '
-                              f'{error}') from None
+        raise CheckpointError(f'Cannot load {source} into {built}: {error}') from None
     model.load_state_dict(matched, strict=True)
+    message = f'Loaded {source} into {built}'
+    if dropped:
+        heads = sorted({key.split('.')[0] for key in dropped})
+        message += f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'
+    print_log(message, logger='current')
     return model

@@ -40,8 +40,8 @@ BLOCK_NORM_EPS = 1e-6
 
 def tokens_to_map(tokens: torch.Tensor, size: Size) -> torch.Tensor:
     """(B, 1 + H*W, C) tokens with a leading class token -> (B, C, H, W) image map."""
-    # A view with the reference's strides (einops' differ in the batch dimension when B = 1),
-    # so that the convolutions take the same kernels and round identically.
+    # The reference's view: einops' can have other strides in size-1 dimensions (B = 1, a grid
+    # one token wide), which sends the convolutions to other kernels that round differently.
     batch, _, channels = tokens.shape
     return tokens[:, 1:].transpose(1, 2).reshape(batch, channels, *size)
 
@@ -57,7 +57,7 @@ def grid_sizes(height: int, width: int) -> List[Size]:
     rows, columns = height, width
     for patch in PATCH_SIZES:
         rows, columns = rows // patch, columns // patch
-        if rows == 0 or columns == 0:
+        if rows < 1 or columns < 1:
             raise ValueError(f'The input {height}x{width} is too small for CoaT: every side needs '
                              f'at least 32 pixels (four scales, total stride 32); resize or pad it.')
         sizes.append((rows, columns))
@@ -110,10 +110,12 @@ class ConvRelPosEnc(nn.Module):
     def forward(self, q: torch.Tensor, v: torch.Tensor, size: Size) -> torch.Tensor:
         """q, v: (B, heads, 1 + H*W, head_dim). Returns the (B, heads, 1 + H*W, head_dim) term,
         zero in the class-token row."""
-        v_map = rearrange(v[:, :, 1:], 'b heads (h w) d -> b (heads d) h w', h=size[0], w=size[1])
+        # The reference's view, not einops': see tokens_to_map.
+        batch, num_heads, _, head_dim = v.shape
+        v_map = v[:, :, 1:].transpose(-1, -2).reshape(batch, num_heads * head_dim, *size)
         v_groups = torch.split(v_map, self.channel_splits, dim=1)
         conv_v = torch.cat([conv(group) for conv, group in zip(self.conv_list, v_groups)], dim=1)
-        conv_v = rearrange(conv_v, 'b (heads d) h w -> b heads (h w) d', heads=q.shape[1])
+        conv_v = rearrange(conv_v, 'b (heads d) h w -> b heads (h w) d', heads=num_heads)
         return F.pad(q[:, :, 1:] * conv_v, (0, 0, 1, 0))
 
 
@@ -459,9 +461,14 @@ def _is_int(value) -> bool:
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
+def _as_list(values):
+    """numpy arrays and tensors as lists of Python numbers; anything else as it is."""
+    return values.tolist() if hasattr(values, 'tolist') else values
+
+
 def _check_out_indices(out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
     """Validated out_indices, sorted from high to low resolution."""
-    indices = (out_indices, ) if _is_int(out_indices) else out_indices
+    indices = (out_indices, ) if _is_int(out_indices) else _as_list(out_indices)
     if not (isinstance(indices, Sequence) and indices and len(set(indices)) == len(indices)
             and all(_is_int(i) and 0 <= i <= 3 for i in indices)):
         raise ValueError(f'out_indices={out_indices!r} is invalid: give distinct ints from 0-3 '
@@ -506,7 +513,7 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
                                ('serial_depths', 'ints >= 1', lambda v: _is_int(v) and v >= 1),
                                ('mlp_ratios', 'numbers > 0', lambda v: isinstance(v, Real)
                                 and not isinstance(v, bool) and v > 0)):
-        values = settings[key]
+        values = settings[key] = _as_list(settings[key])
         if not (isinstance(values, Sequence) and not isinstance(values, str) and len(values) == 4
                 and all(valid(v) for v in values)):
             raise ValueError(f'CoaT arch {key} needs 4 {wanted} (one per scale), got {values!r}.')

@@ -331,7 +331,10 @@ def test_tools_build_a_model_from_one_read_of_the_checkpoint(tmp_path, monkeypat
     model = builder.build_model(arch=TINY_LITE, checkpoint=path, classifier=True)
     assert reads == [path] and model.num_classes == 5 and not model.training
     _assert_loaded(model, saved)
-    backbone = builder.build_model(checkpoint=path, arch=TINY_LITE)  # the head is dropped
+    with _logged_messages() as messages:
+        backbone = builder.build_model(checkpoint=path, arch=TINY_LITE)
     _assert_loaded(backbone, {k: v for k, v in saved.items() if k in backbone.state_dict()})
+    assert messages == [f'Loaded {path} (bare state dict) into CoaT(arch={TINY_LITE!r}); dropped '
+                        f'4 keys the model does not use: head, norm4']
     with pytest.raises(CheckpointError, match='not a published CoaT variant; give the arch'):
         builder.build_model(checkpoint=path)

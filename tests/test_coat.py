@@ -1,5 +1,6 @@
 """The CoaT backbone and classifier: faithfulness to timm's reference, shapes at any size,
 gradients, checkpointing, freezing, arch validation and registry builds."""
+import numpy as np
 import pytest
 import timm
 import torch
@@ -27,8 +28,10 @@ def _copy_weights(model: torch.nn.Module, reference: torch.nn.Module) -> torch.n
     return model.eval()
 
 
-@pytest.mark.parametrize('size', [(224, 224), (160, 256)])
-@pytest.mark.parametrize('arch', sorted(ARCH_SETTINGS))
+@pytest.mark.parametrize('arch,size', [(arch, size) for size in ((224, 224), (160, 256))
+                                       for arch in sorted(ARCH_SETTINGS)]
+                         # one token wide at scale 4: size-1 dimensions can change the kernels
+                         + [('tiny', (96, 32)), ('lite_tiny', (96, 32))])
 def test_matches_timm_features_and_logits(arch, size):
     reference = _timm_reference(arch, size)
     # The classifier is a CoaT with a head: its dense forward is the backbone's.
@@ -95,6 +98,7 @@ def test_out_indices():
     assert descending.out_channels == [TINY_LITE['embed_dims'][0], TINY_LITE['embed_dims'][3]]
     assert [tuple(f.shape[1:3]) for f in descending(torch.randn(1, 3, 64, 64))] == [
         (TINY_LITE['embed_dims'][0], 16), (TINY_LITE['embed_dims'][3], 2)]
+    assert CoaT(TINY_COAT, out_indices=np.array([2, 0])).out_indices == (0, 2)
     for bad in ((4, ), 4, (1, 1), (), (0.0, 1.0), True, None):
         with pytest.raises(ValueError, match='out_indices'):
             CoaT(TINY_COAT, out_indices=bad)
@@ -195,6 +199,14 @@ def test_frozen_scales_are_deterministic_in_train_mode(kind, frozen_stages):
         for block in model.parallel_blocks:
             assert [getattr(block, f'drop_path{s}').training for s in (2, 3, 4)] == \
                 [s > frozen_stages for s in (2, 3, 4)]
+
+
+def test_arch_dict_values_may_be_tuples_lists_or_arrays():
+    as_arrays = {key: np.array(value) if isinstance(value, list) else value
+                 for key, value in TINY_LITE.items()}
+    for arch in (as_arrays, {k: tuple(v) if isinstance(v, list) else v
+                             for k, v in TINY_LITE.items()}):
+        assert CoaT(arch).out_channels == TINY_LITE['embed_dims']
 
 
 @pytest.mark.parametrize('bad_arch, message', [

@@ -201,6 +201,22 @@ def test_demos_read_the_data_they_generate(config, tmp_path):
             assert cfg[evaluator].ann_file == str(coco_shapes_paths(elsewhere, 'val')[0])
 
 
+def test_demo_data_reaches_wrapped_datasets_and_evaluator_lists(tmp_path):
+    cfg = load_demo_config(str(REPO / 'configs' / 'demo' / 'mask_rcnn_coat_demo.py'), None,
+                           str(tmp_path / 'work'), force=False, template='the demo config')
+    cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=2, dataset=dict(
+        type='ConcatDataset', datasets=[cfg.train_dataloader.dataset] * 2))
+    cfg.val_evaluator = [cfg.val_evaluator, dict(type='VOCMetric')]
+    read_generated_data(cfg, tmp_path / 'data')
+    assert [part.data_root for part in cfg.train_dataloader.dataset.dataset.datasets] == [
+        str(tmp_path / 'data')] * 2
+    assert cfg.val_evaluator[0].ann_file == str(coco_shapes_paths(tmp_path / 'data', 'val')[0])
+    cfg.test_dataloader.dataset = dict(type='SomeDataset', ann_file='x.json')
+    with pytest.raises(ValueError, match=r'test_dataloader.dataset has neither `data_root` nor '
+                       r'`root`'):
+        read_generated_data(cfg, tmp_path / 'data')
+
+
 def test_demo_config_needs_synthetic_data(tmp_path):
     with pytest.raises(ValueError, match='lacks `synthetic_data` or `data_root`; use a config '
                        'derived from configs/demo/mask_rcnn_coat_demo.py'):

@@ -104,9 +104,10 @@ def test_cli_errors(tmp_path, capsys):
     assert 'missing.py' in capsys.readouterr().err
     for argv in (['--help'], [], ['cfg.py', '--arch', 'small'], ['--arch', 'small', '--shape',
                                                                    '1', '2', '3'],
-                 ['--arch', 'small', '--shape', '16']):
+                 ['--arch', 'small', '--shape', '16'], ['--arch', 'small', '--shape', '-64', '64']):
         with pytest.raises(SystemExit) as exit_info:
             get_flops.main(argv)
         assert exit_info.value.code == (0 if argv == ['--help'] else 2)
     errors = capsys.readouterr().err
     assert 'either a config or --arch' in errors and '--shape 16: The input 16x16' in errors
+    assert '--shape -64 64: The input -64x64 is too small' in errors

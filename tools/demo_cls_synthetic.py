@@ -53,8 +53,11 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as error:
         raise SystemExit(str(error))
     synthetic = SyntheticImageNetArgs(**cfg.synthetic_data)
-    data_root = generate_synthetic_imagenet(cfg.data_root, synthetic)
-    read_generated_data(cfg, data_root)
+    try:
+        data_root = generate_synthetic_imagenet(cfg.data_root, synthetic)
+        read_generated_data(cfg, data_root)
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error))
     cfg.launcher = 'none'
     adapt_to_machine(cfg)
     build_runner(cfg).train()

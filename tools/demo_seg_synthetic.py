@@ -20,7 +20,7 @@ from mmengine.config import DictAction  # noqa: E402
 from coat_backbone.engine import adapt_to_machine, build_runner  # noqa: E402
 from coat_backbone.engine.demo import load_demo_config, read_generated_data  # noqa: E402
 from coat_backbone.synthetic import SEG_CLASSES, SegShapesArgs, generate_seg_shapes  # noqa: E402
-from coat_backbone.training_logs import plot_runs, read_run_log  # noqa: E402
+from coat_backbone.training_logs import plot_runs, read_run_log, select_keys  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,8 +56,11 @@ def main() -> int:
                          f'(the generator\'s classes {SEG_CLASSES}), got '
                          f'{cfg.model.decode_head.num_classes}')
     adapt_to_machine(cfg)
-    data_root = generate_seg_shapes(cfg.data_root, SegShapesArgs(**cfg.synthetic_data))
-    read_generated_data(cfg, data_root)
+    try:
+        data_root = generate_seg_shapes(cfg.data_root, SegShapesArgs(**cfg.synthetic_data))
+        read_generated_data(cfg, data_root)
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error))
 
     runner = build_runner(cfg)
     runner.train()
@@ -69,7 +72,7 @@ def main() -> int:
     pictures = save_segmentation_panels(runner.model, val_set, work_dir / 'predictions.png',
                                         indices=range(min(args.num_pictures, len(val_set))))
     log = read_run_log(runner.log_dir, name='demo_seg')
-    curve = plot_runs([log], ['loss', 'mIoU'], work_dir / 'training_curve.png')
+    curve = plot_runs([log], select_keys([log], ['loss', 'mIoU']), work_dir / 'training_curve.png')
     steps, values = log.val['mIoU']
     miou = values[-1]
     history = ', '.join(f'{value:.1f} @ {step}' for step, value in zip(steps, values))

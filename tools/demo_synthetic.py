@@ -20,7 +20,7 @@ from coat_backbone.engine import adapt_to_machine, build_runner  # noqa: E402
 from coat_backbone.engine.demo import load_demo_config, read_generated_data  # noqa: E402
 from coat_backbone.synthetic import (SHAPE_CLASSES, CocoShapesArgs,  # noqa: E402
                                      generate_coco_shapes)
-from coat_backbone.training_logs import plot_runs, read_run_log  # noqa: E402
+from coat_backbone.training_logs import plot_runs, read_run_log, select_keys  # noqa: E402
 from coat_backbone.visualization import draw_prediction_gallery  # noqa: E402
 
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
@@ -58,15 +58,20 @@ def main() -> int:
         raise SystemExit(f'{args.config}: metainfo.classes must be {SHAPE_CLASSES} (the '
                          f'generator\'s category order), got {tuple(cfg.metainfo.classes)}')
     adapt_to_machine(cfg)
-    data_root = generate_coco_shapes(cfg.data_root, CocoShapesArgs(**cfg.synthetic_data))
-    read_generated_data(cfg, data_root)
+    try:
+        data_root = generate_coco_shapes(cfg.data_root, CocoShapesArgs(**cfg.synthetic_data))
+        read_generated_data(cfg, data_root)
+    except (OSError, ValueError) as error:
+        raise SystemExit(str(error))
 
     runner = build_runner(cfg)
     runner.train()
 
     work_dir = Path(args.work_dir)
     log = read_run_log(runner.log_dir, name='demo')
-    curve = plot_runs([log], ['loss', *METRICS], work_dir / 'training_curve.png')
+    # Names the keys the run did log when a metric is missing (a config without validation).
+    curve = plot_runs([log], select_keys([log], ['loss', *METRICS]),
+                      work_dir / 'training_curve.png')
     val_set = runner.val_dataloader.dataset
     pictures = draw_prediction_gallery(
         runner.model, val_set, runner.visualizer, work_dir / 'predictions.png',

@@ -11,8 +11,8 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from torch.utils.data import DataLoader
 
-from ..checkpoint import (CheckpointError, StateDict, extract_state_dict, infer_arch,
-                          model_from_state_dict, read_checkpoint)
+from ..checkpoint import (CheckpointError, StateDict, extract_state_dict, model_from_state_dict,
+                          read_checkpoint)
 from ..coat import CoaTClassifier
 from .data import ImageFolderDataset
 from .metric import TopKAccuracy
@@ -66,11 +66,9 @@ def load_classifier(path: str, arch: Optional[Union[str, dict]] = None,
     if use_raw_weights:
         checkpoint = dict(state_dict=raw_weights(checkpoint, path))
     state_dict, unwrapped = extract_state_dict(checkpoint)
-    arch = arch or infer_arch(state_dict)
-    model = model_from_state_dict(state_dict, path, arch, classifier=True)
     weights = 'raw weights of the EMA run' if use_raw_weights else unwrapped
-    print_log(f'Loaded {path} ({weights}) into CoaTClassifier(arch={arch!r}, '
-              f'num_classes={model.num_classes})', logger='current')
+    model = model_from_state_dict(state_dict, f'{path} ({weights})', arch, classifier=True,
+                                  arch_hint='; tools/eval_cls.py takes --arch or --config')
     return model
 
 

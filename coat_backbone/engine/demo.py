@@ -28,18 +28,29 @@ def load_demo_config(config: str, cfg_options: Optional[dict], work_dir: str, fo
 
 
 def read_generated_data(cfg: Config, data_root: Path) -> None:
-    """Point every loader, and a COCO evaluator's `ann_file`, at the dataset generated in
-    `data_root`. `--cfg-options data_root=...` changes only the variable: the values the config
-    file built from it keep the file's path, so the demo would read other data than it made."""
+    """Point every loader's dataset (inside dataset wrappers too), and COCO evaluators'
+    `ann_file`, at the dataset generated in `data_root`. `--cfg-options data_root=...` changes only
+    the variable: the values the config file built from it keep the file's path, so the demo
+    would read other data than it made."""
     for loader, split in LOADER_SPLITS.items():
-        dataset = cfg[loader].dataset
-        if 'root' in dataset:  # ImageFolderDataset: one folder per split
-            dataset.root = str(data_root / split)
-        elif 'data_root' in dataset:  # mmdet's and mmseg's datasets
-            dataset.data_root = str(data_root)
-        else:
-            raise ValueError(f'{loader}.dataset has neither `data_root` nor `root`; the demo '
-                             f'cannot point it at {data_root}.')
-    for evaluator in ('val_evaluator', 'test_evaluator'):
-        if 'ann_file' in cfg.get(evaluator, {}):
-            cfg[evaluator].ann_file = str(coco_shapes_paths(data_root, 'val')[0])
+        _point_dataset(cfg[loader].dataset, data_root, split, f'{loader}.dataset')
+    for name in ('val_evaluator', 'test_evaluator'):
+        evaluators = cfg.get(name) or []
+        for evaluator in evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]:
+            if 'ann_file' in evaluator:
+                evaluator.ann_file = str(coco_shapes_paths(data_root, 'val')[0])
+
+
+def _point_dataset(dataset: dict, data_root: Path, split: str, where: str) -> None:
+    if 'dataset' in dataset:  # RepeatDataset, ClassBalancedDataset, ...
+        _point_dataset(dataset.dataset, data_root, split, f'{where}.dataset')
+    elif 'datasets' in dataset:  # ConcatDataset
+        for index, part in enumerate(dataset.datasets):
+            _point_dataset(part, data_root, split, f'{where}.datasets[{index}]')
+    elif 'root' in dataset:  # ImageFolderDataset: one folder per split
+        dataset.root = str(data_root / split)
+    elif 'data_root' in dataset:  # mmdet's and mmseg's datasets
+        dataset.data_root = str(data_root)
+    else:
+        raise ValueError(f'{where} has neither `data_root` nor `root`; the demo cannot point it '
+                         f'at {data_root}.')
