@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 from timm.models.coat import CoaT as TimmCoaT
+from torch._dynamo.exc import FailOnRecompileLimitHit
 
 from .analysis import count_complexity, total_cost
 from .coat import CoaT, Size
@@ -49,6 +50,9 @@ IMPLEMENTATIONS = ('coat', 'timm', 'coat_cp')
 # Largest feature difference allowed, relative to the features' magnitude when that exceeds 1:
 # max|coat - timm| <= FEATURE_TOLERANCE * max(1, max|timm|), for each of the four maps.
 FEATURE_TOLERANCE = 1e-5
+# What one configuration may fail with (compilation, an unsupported precision, out of memory, a
+# recompilation past dynamo's limit) without stopping the others.
+STEP_ERRORS = (RuntimeError, torch.OutOfMemoryError, FailOnRecompileLimitHit)
 
 
 @dataclass
@@ -338,29 +342,36 @@ def _time_interleaved(group: List[Result], case: Case, device: torch.device,
     """
     results = {result.implementation: result for result in group}
     steps: Dict[str, Callable] = {}
-    for name, result in results.items():
-        try:
-            model = _build(name, case.arch, case.size, device, weights)
-            if result.execution == 'compiled':
-                model = torch.compile(model)
-            step = make_step(model, images, result.mode, result.precision)
-            result.first_step_s = time_once(step, device)  # compilation happens here
-            for _ in range(warmup - 1):
-                step()
-        except (RuntimeError, torch.OutOfMemoryError) as error:  # compile, precision, memory
-            _record_error(result, error)
-            continue
-        steps[name] = step
-    times: Dict[str, List[float]] = {name: [] for name in steps}
-    for round_index in range(iters):
-        order = list(steps)
-        turn = round_index % max(len(order), 1)
-        for name in order[turn:] + order[:turn]:
+    if any(result.execution == 'compiled' for result in group):
+        # Compile each group afresh: dynamo caches graphs per code object (every CoaT shares
+        # CoaT.forward), and past its recompile limit it would run a later group's models
+        # eagerly under a 'compiled' label. A group needs at most two graphs per code object;
+        # exceeding the limit anyway is an error of that configuration, not a silent fallback.
+        torch._dynamo.reset()
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        for name, result in results.items():
             try:
-                times[name].append(time_once(steps[name], device))
-            except (RuntimeError, torch.OutOfMemoryError) as error:
-                _record_error(results[name], error)
-                del steps[name], times[name]
+                model = _build(name, case.arch, case.size, device, weights)
+                if result.execution == 'compiled':
+                    model = torch.compile(model)
+                step = make_step(model, images, result.mode, result.precision)
+                result.first_step_s = time_once(step, device)  # compilation happens here
+                for _ in range(warmup - 1):
+                    step()
+            except STEP_ERRORS as error:  # compile, precision, memory
+                _record_error(result, error)
+                continue
+            steps[name] = step
+        times: Dict[str, List[float]] = {name: [] for name in steps}
+        for round_index in range(iters):
+            order = list(steps)
+            turn = round_index % max(len(order), 1)
+            for name in order[turn:] + order[:turn]:
+                try:
+                    times[name].append(time_once(steps[name], device))
+                except STEP_ERRORS as error:
+                    _record_error(results[name], error)
+                    del steps[name], times[name]
     for name, step_times in times.items():
         result, seconds = results[name], statistics.median(step_times)
         result.step_ms = seconds * 1e3
