@@ -264,10 +264,15 @@ def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = No
     if new_head:
         dropped = [key for key in dropped if not key.startswith('head.')]
         message += "; the head is the model's own, newly initialised (new_head=True)"
-    if dropped:
-        heads = sorted({key.split('.')[0] for key in dropped})
-        message += f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'
-    print_log(message, logger='current')
+    print_log(message + _dropped_note(dropped), logger='current')
+
+
+def _dropped_note(dropped: List[str]) -> str:
+    """The load message's account of the checkpoint keys the model does not use."""
+    if not dropped:
+        return ''
+    heads = sorted({key.split('.')[0] for key in dropped})
+    return f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'
 
 
 def model_from_state_dict(state_dict: StateDict, source: str,
@@ -297,9 +302,5 @@ def model_from_state_dict(state_dict: StateDict, source: str,
     except CheckpointError as error:
         raise CheckpointError(f'Cannot load {source} into {built}: {error}') from None
     model.load_state_dict(matched, strict=True)
-    message = f'Loaded {source} into {built}'
-    if dropped:
-        heads = sorted({key.split('.')[0] for key in dropped})
-        message += f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'
-    print_log(message, logger='current')
+    print_log(f'Loaded {source} into {built}{_dropped_note(dropped)}', logger='current')
     return model

@@ -50,10 +50,7 @@ def main(argv=None) -> int:
     try:
         cfg = load_demo_config(args.config, args.cfg_options, args.work_dir, args.force,
                                template='configs/imagenet/demo_synthetic_imagenet.py')
-    except (OSError, ValueError) as error:
-        raise SystemExit(str(error))
-    synthetic = SyntheticImageNetArgs(**cfg.synthetic_data)
-    try:
+        synthetic = SyntheticImageNetArgs(**cfg.synthetic_data)
         data_root = generate_synthetic_imagenet(cfg.data_root, synthetic)
         read_generated_data(cfg, data_root)
     except (OSError, ValueError) as error:

@@ -49,18 +49,15 @@ def main() -> int:
     try:
         cfg = load_demo_config(args.config, args.cfg_options, args.work_dir, args.force,
                                template='configs/demo/fpn_coat_demo_seg.py')
-    except (OSError, ValueError) as error:
-        raise SystemExit(str(error))
-    if cfg.model.decode_head.num_classes != len(SEG_CLASSES):
-        raise SystemExit(f'{args.config}: decode_head.num_classes must be {len(SEG_CLASSES)} '
-                         f'(the generator\'s classes {SEG_CLASSES}), got '
-                         f'{cfg.model.decode_head.num_classes}')
-    adapt_to_machine(cfg)
-    try:
+        if cfg.model.decode_head.num_classes != len(SEG_CLASSES):
+            raise ValueError(f'{args.config}: decode_head.num_classes must be {len(SEG_CLASSES)} '
+                             f'(the generator\'s classes {SEG_CLASSES}), got '
+                             f'{cfg.model.decode_head.num_classes}')
         data_root = generate_seg_shapes(cfg.data_root, SegShapesArgs(**cfg.synthetic_data))
         read_generated_data(cfg, data_root)
     except (OSError, ValueError) as error:
         raise SystemExit(str(error))
+    adapt_to_machine(cfg)
 
     runner = build_runner(cfg)
     runner.train()

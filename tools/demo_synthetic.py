@@ -52,17 +52,14 @@ def main() -> int:
     try:
         cfg = load_demo_config(args.config, args.cfg_options, args.work_dir, args.force,
                                template='configs/demo/mask_rcnn_coat_demo.py')
-    except (OSError, ValueError) as error:
-        raise SystemExit(str(error))
-    if tuple(cfg.metainfo.classes) != SHAPE_CLASSES:
-        raise SystemExit(f'{args.config}: metainfo.classes must be {SHAPE_CLASSES} (the '
-                         f'generator\'s category order), got {tuple(cfg.metainfo.classes)}')
-    adapt_to_machine(cfg)
-    try:
+        if tuple(cfg.metainfo.classes) != SHAPE_CLASSES:
+            raise ValueError(f'{args.config}: metainfo.classes must be {SHAPE_CLASSES} (the '
+                             f'generator\'s category order), got {tuple(cfg.metainfo.classes)}')
         data_root = generate_coco_shapes(cfg.data_root, CocoShapesArgs(**cfg.synthetic_data))
         read_generated_data(cfg, data_root)
     except (OSError, ValueError) as error:
         raise SystemExit(str(error))
+    adapt_to_machine(cfg)
 
     runner = build_runner(cfg)
     runner.train()

@@ -67,9 +67,8 @@ def load_classifier(path: str, arch: Optional[Union[str, dict]] = None,
         checkpoint = dict(state_dict=raw_weights(checkpoint, path))
     state_dict, unwrapped = extract_state_dict(checkpoint)
     weights = 'raw weights of the EMA run' if use_raw_weights else unwrapped
-    model = model_from_state_dict(state_dict, f'{path} ({weights})', arch, classifier=True,
-                                  arch_hint='; tools/eval_cls.py takes --arch or --config')
-    return model
+    return model_from_state_dict(state_dict, f'{path} ({weights})', arch, classifier=True,
+                                 arch_hint='; tools/eval_cls.py takes --arch or --config')
 
 
 @torch.no_grad()
