@@ -5,7 +5,8 @@
 # the mmcv wheel cached for the exact torch build it was compiled against.
 #
 # Environment: COAT_VENV (default ./.venv), COAT_CACHE_DIR (default ~/.cache/coat-backbone),
-# FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST to build mmcv's CUDA ops (needs nvcc; automatic with a GPU).
+# FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST to build mmcv's CUDA ops (needs nvcc; automatic with a GPU),
+# CUDA_VISIBLE_DEVICES= for a CPU-only set-up on a GPU machine. Set-ups sharing a cache run in turn.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,30 +16,53 @@ PY="$VENV/bin/python"
 CONSTRAINTS="$ROOT/constraints.txt"
 
 log() { echo "[setup_env] $*" >&2; }
+die() { log "error: $*"; exit 1; }
 pin() { sed -n "s/^$1==//p" "$CONSTRAINTS"; }
+
+# One set-up at a time: two launchers started together would both build mmcv into one venv.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/setup.lock"
+if command -v flock >/dev/null; then
+  flock -n 9 || { log "waiting for another set-up to finish ($CACHE/setup.lock)"; flock 9; }
+fi
 
 setup_key=$(cat "$CONSTRAINTS" "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
 # A GPU that appears later (or a copied environment) must rebuild mmcv with its CUDA ops.
-gpu=$(nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo nogpu)
+# CUDA_VISIBLE_DEVICES= hides the GPUs, for a CPU-only set-up.
+gpu=nogpu
+if [ -n "${CUDA_VISIBLE_DEVICES-all}" ] && nvidia-smi -L >/dev/null 2>&1; then gpu=gpu; fi
 setup_key="$setup_key-cuda${FORCE_CUDA:-0}-${TORCH_CUDA_ARCH_LIST:-}-$gpu"
 stamp="$VENV/.coat-setup-done"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$setup_key" ]; then
   log "environment up to date ($VENV)"
   exit 0
 fi
+# The environment changes from here on: an old stamp must not vouch for a half-updated one.
+rm -f "$stamp"
 
 [ -x "$PY" ] || python3 -m venv "$VENV"
+# A venv whose creation failed or was interrupted can lack pip; the interpreter's ensurepip repairs it.
+if ! "$PY" -m pip --version >/dev/null 2>&1; then
+  log "$VENV has no pip; installing it with ensurepip"
+  pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  "$PY" -m ensurepip -q || die "$VENV has no pip and ensurepip failed: install Python's venv\
+ support (Debian/Ubuntu: apt install python$pyver-venv) and rerun"
+fi
 # uv resolves the regular PyPI torch builds; plain pip on some machines prefers a local '+cpu' wheel
 # whose torch breaks torchvision (and so timm). --isolated keeps pip's machine config out as well.
 "$PY" -m pip install --isolated -q --disable-pip-version-check "uv==$(pin uv)"
-uv_install() { UV_LINK_MODE=copy "$VENV/bin/uv" pip install --python "$PY" -c "$CONSTRAINTS" "$@"; }
+# The constraints pin build dependencies too (setuptools for the editable install's build).
+uv_install() {
+  UV_LINK_MODE=copy "$VENV/bin/uv" pip install --python "$PY" -c "$CONSTRAINTS" \
+    --build-constraints "$CONSTRAINTS" "$@"
+}
 
 log "installing torch $(pin torch) and build tools"
 uv_install torch torchvision numpy setuptools wheel ninja
 
 # mmcv has no wheels for current torch: build it once per exact torch build and cache the wheel.
 mmcv_key=$("$PY" - "$(pin mmcv)" <<'PYEOF'
-import os, platform, sys
+import hashlib, os, platform, shutil, subprocess, sys
 import torch
 ops = 'cuda' if torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1' else 'cpu'
 arch = os.getenv('TORCH_CUDA_ARCH_LIST', '')
@@ -47,12 +71,34 @@ if not arch and torch.cuda.is_available():
     arch = ';'.join(sorted({'%d.%d' % torch.cuda.get_device_capability(i)
                             for i in range(torch.cuda.device_count())}))
 arch = arch.replace(' ', '_').replace(';', '_')
+# What else shapes the binary: the compiler, the C library and the build flags.
+cxx = os.getenv('CXX', 'c++')
+compiler = (subprocess.run([cxx, '--version'], capture_output=True, text=True).stdout.split('\n')[0]
+            if shutil.which(cxx) else 'none')
+flags = [os.getenv(name, '') for name in ('CC', 'CXX', 'CFLAGS', 'CXXFLAGS', 'LDFLAGS', 'MMCV_CUDA_ARGS')]
+build = hashlib.sha256('\n'.join([compiler, *platform.libc_ver(), *flags]).encode()).hexdigest()[:8]
 print(f"mmcv{sys.argv[1]}-torch{torch.__version__}-{torch.version.git_version[:12]}"
-      f"-cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}-{ops}{arch}")
+      f"-cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}-{ops}{arch}-b{build}")
 PYEOF
 )
 wheel_dir="$CACHE/mmcv-wheels/$mmcv_key"
 if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
+  # Name every missing build tool up front rather than fail minutes into the compile.
+  "$PY" - "$mmcv_key" <<'PYEOF' || exit 1
+import os, shutil, sys, sysconfig
+from torch.utils.cpp_extension import CUDA_HOME
+python = 'python%d.%d' % sys.version_info[:2]
+missing = []
+if not shutil.which(os.getenv('CXX', 'c++')):
+    missing.append('a C++ compiler (Debian/Ubuntu: apt install build-essential)')
+if not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')):
+    missing.append(f'the Python headers (Debian/Ubuntu: apt install {python}-dev)')
+if '-cuda' in sys.argv[1] and not os.path.exists(os.path.join(CUDA_HOME or '', 'bin', 'nvcc')):
+    missing.append("nvcc for mmcv's CUDA ops (the CUDA toolkit matching torch's CUDA, found through "
+                   'CUDA_HOME or PATH), or CUDA_VISIBLE_DEVICES= before the command to set up for CPU only')
+if missing:
+    sys.exit('[setup_env] error: building mmcv needs ' + '; '.join(missing))
+PYEOF
   log "building mmcv $(pin mmcv) for $mmcv_key (about 20 minutes on 2 cores, once)"
   tmp_dir=$(mktemp -d)
   trap 'rm -rf "$tmp_dir"' EXIT  # a failed build leaves nothing behind

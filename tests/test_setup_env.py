@@ -1,0 +1,112 @@
+"""tools/setup_env.sh's recovery paths, run against a stand-in venv.
+
+The stand-in's ``python`` and ``uv`` log their calls and fail where a test says; ``pip`` and
+``ensurepip`` are simulated, and every other call (the mmcv cache key, the build-tool check) runs
+on the real interpreter. Nothing is installed, so each case takes seconds.
+"""
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / 'tools' / 'setup_env.sh'
+
+FAKE_PYTHON = '''#!/usr/bin/env bash
+echo "python $*" >> "$FAKE_LOG"
+case "$1 $2 $3" in
+  "-m pip --version") exec test -e "$FAKE_DIR/has_pip" ;;
+  "-m ensurepip -q") [ -n "${FAKE_ENSUREPIP_OK:-}" ] && touch "$FAKE_DIR/has_pip"; exec test -e "$FAKE_DIR/has_pip" ;;
+  "-m pip install") exit 0 ;;
+  "-m pip wheel") exit 1 ;;
+esac
+exec REAL_PYTHON "$@"
+'''
+FAKE_UV = '''#!/usr/bin/env bash
+echo "uv $*" >> "$FAKE_LOG"
+exit "${FAKE_UV_RC:-0}"
+'''
+
+
+@pytest.fixture
+def venv(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / 'venv' / 'bin'
+    bin_dir.mkdir(parents=True)
+    for name, text in (('python', FAKE_PYTHON.replace('REAL_PYTHON', sys.executable)),
+                       ('uv', FAKE_UV)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return tmp_path / 'venv'
+
+
+def launch(venv: Path, **env: str) -> subprocess.Popen:
+    full_env = {**os.environ, 'COAT_VENV': str(venv), 'COAT_CACHE_DIR': str(venv.parent / 'cache'),
+                'FAKE_DIR': str(venv), 'FAKE_LOG': str(venv / 'calls.log'), **env}
+    return subprocess.Popen(['bash', str(SCRIPT)], env=full_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def run(venv: Path, **env: str) -> tuple[int, str, list[str]]:
+    process = launch(venv, **env)
+    _, stderr = process.communicate(timeout=120)
+    calls = (venv / 'calls.log').read_text().splitlines()
+    return process.returncode, stderr, calls
+
+
+def test_a_failed_update_leaves_no_stamp(venv: Path):
+    (venv / 'has_pip').touch()
+    stamp = venv / '.coat-setup-done'
+    stamp.write_text('key of an earlier set-up\n')
+    returncode, _, calls = run(venv, FAKE_UV_RC='1')
+    assert returncode != 0 and any(call.startswith('uv pip install') for call in calls)
+    # A stamp left behind would let a later run with the earlier key skip a half-updated venv.
+    assert not stamp.exists()
+
+
+def test_a_venv_without_pip_is_repaired(venv: Path):
+    returncode, stderr, calls = run(venv, FAKE_ENSUREPIP_OK='1', FAKE_UV_RC='1')
+    assert returncode != 0  # stopped at the first uv call, after the repair
+    assert 'has no pip; installing it with ensurepip' in stderr
+    assert calls.index('python -m ensurepip -q') < next(
+        i for i, call in enumerate(calls) if call.startswith('python -m pip install'))
+
+
+def test_a_venv_without_pip_or_ensurepip_names_the_package(venv: Path):
+    returncode, stderr, calls = run(venv)
+    assert returncode == 1
+    assert 'python%d.%d-venv' % sys.version_info[:2] in stderr
+    assert not any(call.startswith('python -m pip install') for call in calls)
+
+
+def test_missing_build_tools_are_named_before_building(venv: Path):
+    (venv / 'has_pip').touch()
+    returncode, stderr, calls = run(venv, CXX=str(venv / 'no-such-compiler'))
+    assert returncode == 1
+    assert 'building mmcv needs a C++ compiler (Debian/Ubuntu: apt install build-essential)' in stderr
+    assert not any(call.startswith('python -m pip wheel') for call in calls)
+    assert not list((venv.parent / 'cache' / 'mmcv-wheels').glob('*'))
+
+
+def test_cuda_ops_without_nvcc_offer_a_cpu_only_set_up(venv: Path):
+    (venv / 'has_pip').touch()
+    returncode, stderr, _ = run(venv, FORCE_CUDA='1', CUDA_HOME=str(venv / 'no-cuda-toolkit'))
+    assert returncode == 1
+    assert "nvcc for mmcv's CUDA ops" in stderr and 'CUDA_VISIBLE_DEVICES=' in stderr
+
+
+def test_a_second_set_up_waits_for_the_first(venv: Path):
+    (venv / 'has_pip').touch()
+    lock_path = venv.parent / 'cache' / 'setup.lock'
+    lock_path.parent.mkdir()
+    with open(lock_path, 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a set-up in progress
+        process = launch(venv, FAKE_UV_RC='1')
+        time.sleep(1.5)
+        assert process.poll() is None and not (venv / 'calls.log').exists()
+    _, stderr = process.communicate(timeout=120)
+    assert 'waiting for another set-up to finish' in stderr
+    assert (venv / 'calls.log').exists()  # it went on once the lock was free
