@@ -53,7 +53,8 @@ def launch(venv: Path, **env: str) -> subprocess.Popen:
 def run(venv: Path, **env: str) -> tuple[int, str, list[str]]:
     process = launch(venv, **env)
     _, stderr = process.communicate(timeout=120)
-    calls = (venv / 'calls.log').read_text().splitlines()
+    log = venv / 'calls.log'
+    calls = log.read_text().splitlines() if log.exists() else []
     return process.returncode, stderr, calls
 
 
@@ -110,3 +111,10 @@ def test_a_second_set_up_waits_for_the_first(venv: Path):
     _, stderr = process.communicate(timeout=120)
     assert 'waiting for another set-up to finish' in stderr
     assert (venv / 'calls.log').exists()  # it went on once the lock was free
+
+
+def test_an_unwritable_cache_is_named_with_the_fix(venv: Path):
+    (venv.parent / 'cache').write_text('a file where the cache folder should be')
+    returncode, stderr, calls = run(venv)
+    assert returncode == 1 and not calls
+    assert 'cannot write to' in stderr and 'set COAT_CACHE_DIR to a writable folder' in stderr

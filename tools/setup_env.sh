@@ -20,8 +20,8 @@ die() { log "error: $*"; exit 1; }
 pin() { sed -n "s/^$1==//p" "$CONSTRAINTS"; }
 
 # One set-up at a time: two launchers started together would both build mmcv into one venv.
-mkdir -p "$CACHE"
-exec 9>"$CACHE/setup.lock"
+{ mkdir -p "$CACHE" && exec 9>"$CACHE/setup.lock"; } 2>/dev/null ||
+  die "cannot write to $CACHE: set COAT_CACHE_DIR to a writable folder"
 if command -v flock >/dev/null; then
   flock -n 9 || { log "waiting for another set-up to finish ($CACHE/setup.lock)"; flock 9; }
 fi
