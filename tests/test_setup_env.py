@@ -6,6 +6,7 @@ on the real interpreter. Nothing is installed, so each case takes seconds.
 """
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -44,18 +45,19 @@ def venv(tmp_path: Path) -> Path:
 
 
 def launch(venv: Path, **env: str) -> subprocess.Popen:
+    """Start the script; its stderr goes to `stderr.log` next to the venv."""
     full_env = {**os.environ, 'COAT_VENV': str(venv), 'COAT_CACHE_DIR': str(venv.parent / 'cache'),
                 'FAKE_DIR': str(venv), 'FAKE_LOG': str(venv / 'calls.log'), **env}
-    return subprocess.Popen(['bash', str(SCRIPT)], env=full_env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with open(venv.parent / 'stderr.log', 'w') as stderr:
+        return subprocess.Popen(['bash', str(SCRIPT)], env=full_env, stdout=subprocess.DEVNULL,
+                                stderr=stderr)
 
 
 def run(venv: Path, **env: str) -> tuple[int, str, list[str]]:
-    process = launch(venv, **env)
-    _, stderr = process.communicate(timeout=120)
+    returncode = launch(venv, **env).wait(timeout=120)
     log = venv / 'calls.log'
     calls = log.read_text().splitlines() if log.exists() else []
-    return process.returncode, stderr, calls
+    return returncode, (venv.parent / 'stderr.log').read_text(), calls
 
 
 def test_a_failed_update_leaves_no_stamp(venv: Path):
@@ -92,6 +94,13 @@ def test_missing_build_tools_are_named_before_building(venv: Path):
     assert not list((venv.parent / 'cache' / 'mmcv-wheels').glob('*'))
 
 
+def test_a_compiler_command_line_counts_as_a_compiler(venv: Path):
+    (venv / 'has_pip').touch()
+    returncode, stderr, calls = run(venv, CXX=f'env {shutil.which("c++") or "g++"}')
+    assert returncode == 1 and 'building mmcv needs' not in stderr
+    assert any(call.startswith('python -m pip wheel') for call in calls)  # the stand-in's build fails
+
+
 def test_cuda_ops_without_nvcc_offer_a_cpu_only_set_up(venv: Path):
     (venv / 'has_pip').touch()
     returncode, stderr, _ = run(venv, FORCE_CUDA='1', CUDA_HOME=str(venv / 'no-cuda-toolkit'))
@@ -99,6 +108,7 @@ def test_cuda_ops_without_nvcc_offer_a_cpu_only_set_up(venv: Path):
     assert "nvcc for mmcv's CUDA ops" in stderr and 'CUDA_VISIBLE_DEVICES=' in stderr
 
 
+@pytest.mark.skipif(shutil.which('flock') is None, reason='no flock command (util-linux)')
 def test_a_second_set_up_waits_for_the_first(venv: Path):
     (venv / 'has_pip').touch()
     lock_path = venv.parent / 'cache' / 'setup.lock'
@@ -106,10 +116,13 @@ def test_a_second_set_up_waits_for_the_first(venv: Path):
     with open(lock_path, 'w') as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a set-up in progress
         process = launch(venv, FAKE_UV_RC='1')
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while 'waiting for another set-up' not in (venv.parent / 'stderr.log').read_text():
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.5)
         assert process.poll() is None and not (venv / 'calls.log').exists()
-    _, stderr = process.communicate(timeout=120)
-    assert 'waiting for another set-up to finish' in stderr
+    process.wait(timeout=120)
     assert (venv / 'calls.log').exists()  # it went on once the lock was free
 
 

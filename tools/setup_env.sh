@@ -22,8 +22,17 @@ pin() { sed -n "s/^$1==//p" "$CONSTRAINTS"; }
 # One set-up at a time: two launchers started together would both build mmcv into one venv.
 { mkdir -p "$CACHE" && exec 9>"$CACHE/setup.lock"; } 2>/dev/null ||
   die "cannot write to $CACHE: set COAT_CACHE_DIR to a writable folder"
-if command -v flock >/dev/null; then
-  flock -n 9 || { log "waiting for another set-up to finish ($CACHE/setup.lock)"; flock 9; }
+if ! command -v flock >/dev/null; then
+  log "warning: no flock command (util-linux): set-ups started together are not kept apart"
+else
+  lock_status=0
+  flock -n -E 200 9 || lock_status=$?
+  if [ "$lock_status" = 200 ]; then
+    log "waiting for another set-up to finish ($CACHE/setup.lock)"
+    flock 9
+  elif [ "$lock_status" != 0 ]; then
+    die "cannot lock $CACHE/setup.lock: set COAT_CACHE_DIR to a local folder"
+  fi
 fi
 
 setup_key=$(cat "$CONSTRAINTS" "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
@@ -62,7 +71,7 @@ uv_install torch torchvision numpy setuptools wheel ninja
 
 # mmcv has no wheels for current torch: build it once per exact torch build and cache the wheel.
 mmcv_key=$("$PY" - "$(pin mmcv)" <<'PYEOF'
-import hashlib, os, platform, shutil, subprocess, sys
+import hashlib, os, platform, shlex, shutil, subprocess, sys
 import torch
 ops = 'cuda' if torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1' else 'cpu'
 arch = os.getenv('TORCH_CUDA_ARCH_LIST', '')
@@ -72,9 +81,9 @@ if not arch and torch.cuda.is_available():
                             for i in range(torch.cuda.device_count())}))
 arch = arch.replace(' ', '_').replace(';', '_')
 # What else shapes the binary: the compiler, the C library and the build flags.
-cxx = os.getenv('CXX', 'c++')
-compiler = (subprocess.run([cxx, '--version'], capture_output=True, text=True).stdout.split('\n')[0]
-            if shutil.which(cxx) else 'none')
+cxx = shlex.split(os.getenv('CXX', 'c++'))  # may be a command line, e.g. 'ccache g++'
+compiler = (subprocess.run([*cxx, '--version'], capture_output=True, text=True).stdout.split('\n')[0]
+            if cxx and shutil.which(cxx[0]) else 'none')
 flags = [os.getenv(name, '') for name in ('CC', 'CXX', 'CFLAGS', 'CXXFLAGS', 'LDFLAGS', 'MMCV_CUDA_ARGS')]
 build = hashlib.sha256('\n'.join([compiler, *platform.libc_ver(), *flags]).encode()).hexdigest()[:8]
 print(f"mmcv{sys.argv[1]}-torch{torch.__version__}-{torch.version.git_version[:12]}"
@@ -85,11 +94,11 @@ wheel_dir="$CACHE/mmcv-wheels/$mmcv_key"
 if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
   # Name every missing build tool up front rather than fail minutes into the compile.
   "$PY" - "$mmcv_key" <<'PYEOF' || exit 1
-import os, shutil, sys, sysconfig
+import os, shlex, shutil, sys, sysconfig
 from torch.utils.cpp_extension import CUDA_HOME
 python = 'python%d.%d' % sys.version_info[:2]
 missing = []
-if not shutil.which(os.getenv('CXX', 'c++')):
+if not shutil.which((shlex.split(os.getenv('CXX', 'c++')) or [''])[0]):
     missing.append('a C++ compiler (Debian/Ubuntu: apt install build-essential)')
 if not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')):
     missing.append(f'the Python headers (Debian/Ubuntu: apt install {python}-dev)')
