@@ -70,10 +70,11 @@ log "installing torch $(pin torch) and build tools"
 uv_install torch torchvision numpy setuptools wheel ninja
 
 # mmcv has no wheels for current torch: build it once per exact torch build and cache the wheel.
-mmcv_key=$("$PY" - "$(pin mmcv)" <<'PYEOF'
-import hashlib, os, platform, shlex, shutil, subprocess, sys
+# The probe prints the cache key, then what a build would lack (nothing: an empty line).
+mmcv_probe=$("$PY" - "$(pin mmcv)" <<'PYEOF'
+import hashlib, os, platform, shlex, shutil, subprocess, sys, sysconfig
 import torch
-ops = 'cuda' if torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1' else 'cpu'
+cuda = torch.cuda.is_available() or os.getenv('FORCE_CUDA') == '1'
 arch = os.getenv('TORCH_CUDA_ARCH_LIST', '')
 if not arch and torch.cuda.is_available():
     # Unset, torch's build targets the visible GPUs only: a wheel for sm_90 fails on sm_80.
@@ -82,32 +83,33 @@ if not arch and torch.cuda.is_available():
 arch = arch.replace(' ', '_').replace(';', '_')
 # What else shapes the binary: the compiler, the C library and the build flags.
 cxx = shlex.split(os.getenv('CXX', 'c++'))  # may be a command line, e.g. 'ccache g++'
+has_cxx = bool(cxx) and shutil.which(cxx[0]) is not None
 compiler = (subprocess.run([*cxx, '--version'], capture_output=True, text=True).stdout.split('\n')[0]
-            if cxx and shutil.which(cxx[0]) else 'none')
+            if has_cxx else 'none')
 flags = [os.getenv(name, '') for name in ('CC', 'CXX', 'CFLAGS', 'CXXFLAGS', 'LDFLAGS', 'MMCV_CUDA_ARGS')]
 build = hashlib.sha256('\n'.join([compiler, *platform.libc_ver(), *flags]).encode()).hexdigest()[:8]
 print(f"mmcv{sys.argv[1]}-torch{torch.__version__}-{torch.version.git_version[:12]}"
-      f"-cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}-{ops}{arch}-b{build}")
-PYEOF
-)
-wheel_dir="$CACHE/mmcv-wheels/$mmcv_key"
-if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
-  # Name every missing build tool up front rather than fail minutes into the compile.
-  "$PY" - "$mmcv_key" <<'PYEOF' || exit 1
-import os, shlex, shutil, sys, sysconfig
-from torch.utils.cpp_extension import CUDA_HOME
-python = 'python%d.%d' % sys.version_info[:2]
+      f"-cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
+      f"-{'cuda' if cuda else 'cpu'}{arch}-b{build}")
 missing = []
-if not shutil.which((shlex.split(os.getenv('CXX', 'c++')) or [''])[0]):
+if not has_cxx:
     missing.append('a C++ compiler (Debian/Ubuntu: apt install build-essential)')
 if not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')):
-    missing.append(f'the Python headers (Debian/Ubuntu: apt install {python}-dev)')
-if '-cuda' in sys.argv[1] and not os.path.exists(os.path.join(CUDA_HOME or '', 'bin', 'nvcc')):
-    missing.append("nvcc for mmcv's CUDA ops (the CUDA toolkit matching torch's CUDA, found through "
-                   'CUDA_HOME or PATH), or CUDA_VISIBLE_DEVICES= before the command to set up for CPU only')
-if missing:
-    sys.exit('[setup_env] error: building mmcv needs ' + '; '.join(missing))
+    missing.append('the Python headers (Debian/Ubuntu: apt install python%d.%d-dev)' % sys.version_info[:2])
+if cuda:
+    from torch.utils.cpp_extension import CUDA_HOME  # it warns on a machine without a GPU
+    if not os.path.exists(os.path.join(CUDA_HOME or '', 'bin', 'nvcc')):
+        missing.append("nvcc for mmcv's CUDA ops (the CUDA toolkit matching torch's CUDA, found through "
+                       'CUDA_HOME or PATH), or CUDA_VISIBLE_DEVICES= before the command to set up for '
+                       'CPU only')
+print('; '.join(missing))
 PYEOF
+)
+{ read -r mmcv_key; read -r build_missing || true; } <<<"$mmcv_probe"
+wheel_dir="$CACHE/mmcv-wheels/$mmcv_key"
+if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
+  # Named up front rather than minutes into the compile.
+  [ -z "$build_missing" ] || die "building mmcv needs $build_missing"
   log "building mmcv $(pin mmcv) for $mmcv_key (about 20 minutes on 2 cores, once)"
   tmp_dir=$(mktemp -d)
   trap 'rm -rf "$tmp_dir"' EXIT  # a failed build leaves nothing behind
