@@ -1,8 +1,8 @@
 """tools/setup_env.sh's recovery paths, run against a stand-in venv.
 
 The stand-in's ``python`` and ``uv`` log their calls and fail where a test says; ``pip`` and
-``ensurepip`` are simulated, and every other call (the mmcv cache key, the build-tool check) runs
-on the real interpreter. Nothing is installed, so each case takes seconds.
+``ensurepip`` are simulated, and every other call (the probe for the mmcv cache key and build
+tools) runs on the real interpreter. Nothing is installed, so each case takes seconds.
 """
 import fcntl
 import os
