@@ -84,9 +84,10 @@ arch = arch.replace(' ', '_').replace(';', '_')
 # What else shapes the binary: the compiler, the C library and the build flags.
 cxx = shlex.split(os.getenv('CXX', 'c++'))  # may be a command line, e.g. 'ccache g++'
 has_cxx = bool(cxx) and shutil.which(cxx[0]) is not None
-compiler = (subprocess.run([*cxx, '--version'], capture_output=True, text=True).stdout.split('\n')[0]
-            if has_cxx else 'none')
-flags = [os.getenv(name, '') for name in ('CC', 'CXX', 'CFLAGS', 'CXXFLAGS', 'LDFLAGS', 'MMCV_CUDA_ARGS')]
+version = subprocess.run([*cxx, '--version'], capture_output=True, text=True) if has_cxx else None
+compiler = version.stdout.split('\n')[0] if version else 'none'
+flags = [os.getenv(name, '')
+         for name in ('CC', 'CXX', 'CFLAGS', 'CXXFLAGS', 'LDFLAGS', 'MMCV_CUDA_ARGS')]
 build = hashlib.sha256('\n'.join([compiler, *platform.libc_ver(), *flags]).encode()).hexdigest()[:8]
 print(f"mmcv{sys.argv[1]}-torch{torch.__version__}-{torch.version.git_version[:12]}"
       f"-cp{sys.version_info.major}{sys.version_info.minor}-{platform.machine()}"
@@ -95,13 +96,14 @@ missing = []
 if not has_cxx:
     missing.append('a C++ compiler (Debian/Ubuntu: apt install build-essential)')
 if not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')):
-    missing.append('the Python headers (Debian/Ubuntu: apt install python%d.%d-dev)' % sys.version_info[:2])
+    missing.append('the Python headers (Debian/Ubuntu: apt install python%d.%d-dev)'
+                   % sys.version_info[:2])
 if cuda:
     from torch.utils.cpp_extension import CUDA_HOME  # it warns on a machine without a GPU
     if not os.path.exists(os.path.join(CUDA_HOME or '', 'bin', 'nvcc')):
-        missing.append("nvcc for mmcv's CUDA ops (the CUDA toolkit matching torch's CUDA, found through "
-                       'CUDA_HOME or PATH), or CUDA_VISIBLE_DEVICES= before the command to set up for '
-                       'CPU only')
+        missing.append("nvcc for mmcv's CUDA ops (the CUDA toolkit matching torch's CUDA, found "
+                       'through CUDA_HOME or PATH), or CUDA_VISIBLE_DEVICES= before the command to '
+                       'set up for CPU only')
 print('; '.join(missing))
 PYEOF
 )
