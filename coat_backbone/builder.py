@@ -7,8 +7,8 @@ from typing import Optional, Sequence, Tuple, Union
 from mmengine.config import Config
 from mmengine.registry import MODELS
 
-from .checkpoint import (extract_state_dict, load_coat_checkpoint, model_from_state_dict,
-                         read_checkpoint)
+from .checkpoint import (CheckpointError, StateDict, extract_state_dict, infer_arch,
+                         load_coat_checkpoint, load_matched, read_checkpoint)
 from .coat import CoaT, CoaTClassifier, grid_sizes
 
 
@@ -54,6 +54,30 @@ def backbone_from_config(config: str) -> CoaT:
     backbone.pop('init_cfg', None)
     backbone.pop('pretrained', None)
     return MODELS.build(backbone)
+
+
+def model_from_state_dict(state_dict: StateDict, source: str,
+                          arch: Optional[Union[str, dict]] = None, classifier: bool = False,
+                          arch_hint: str = '') -> CoaT:
+    """A CoaT, or with `classifier` a CoaTClassifier with the checkpoint's class count, holding
+    `state_dict` (loaded strictly, logged). `arch` defaults to the published variant whose shapes
+    the weights have; `source` names the weights in messages, and `arch_hint` says where the
+    caller takes an arch from."""
+    if classifier and 'head.weight' not in state_dict:
+        raise CheckpointError(f'{source} has no classification head (head.weight): it is a '
+                              f'backbone or detector checkpoint, which cannot classify; use it '
+                              f'as a backbone (CoaT).')
+    arch = arch or infer_arch(state_dict)
+    if arch is None:
+        raise CheckpointError(f'The weights of {source} are not a published CoaT variant; give '
+                              f'the arch explicitly (a name or the dict of its settings'
+                              f'{arch_hint}).')
+    if classifier:
+        model = CoaTClassifier(arch, num_classes=state_dict['head.weight'].shape[0])
+    else:
+        model = CoaT(arch)
+    load_matched(model, state_dict, source, f'{type(model).__name__}(arch={arch!r})')
+    return model
 
 
 def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[str] = None,

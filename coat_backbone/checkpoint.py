@@ -19,7 +19,7 @@ import pickle
 import re
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -255,52 +255,23 @@ def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = No
     `new_head`: keep a classifier's own (new) `head` instead of the file's, to fine-tune to
     another class count."""
     state_dict, unwrapped = extract_state_dict(read_checkpoint(path), prefix)
+    load_matched(model, state_dict, f'{path} ({unwrapped})', type(model).__name__, new_head)
+
+
+def load_matched(model: nn.Module, state_dict: StateDict, source: str, target: str,
+                 new_head: bool = False) -> None:
+    """Load `state_dict` into `model` strictly, after `match_state_dict`, and log what was loaded
+    and dropped; `source` and `target` name the weights and the model in messages."""
     try:
-        state_dict, dropped = match_state_dict(model, state_dict, new_head)
+        matched, dropped = match_state_dict(model, state_dict, new_head)
     except CheckpointError as error:
-        raise CheckpointError(f'Cannot load {path} into {type(model).__name__}: {error}') from None
-    model.load_state_dict(state_dict, strict=not new_head)
-    message = f'Loaded {path} into {type(model).__name__} ({unwrapped})'
+        raise CheckpointError(f'Cannot load {source} into {target}: {error}') from None
+    model.load_state_dict(matched, strict=not new_head)
+    message = f'Loaded {source} into {target}'
     if new_head:
         dropped = [key for key in dropped if not key.startswith('head.')]
         message += "; the head is the model's own, newly initialised (new_head=True)"
-    print_log(message + _dropped_note(dropped), logger='current')
-
-
-def _dropped_note(dropped: List[str]) -> str:
-    """The load message's account of the checkpoint keys the model does not use."""
-    if not dropped:
-        return ''
-    heads = sorted({key.split('.')[0] for key in dropped})
-    return f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'
-
-
-def model_from_state_dict(state_dict: StateDict, source: str,
-                          arch: Optional[Union[str, dict]] = None, classifier: bool = False,
-                          arch_hint: str = '') -> nn.Module:
-    """A CoaT, or with `classifier` a CoaTClassifier with the checkpoint's class count, holding
-    `state_dict` (loaded strictly, logged). `arch` defaults to the published variant whose shapes
-    the weights have; `source` names the weights in messages, and `arch_hint` says where the
-    caller takes an arch from."""
-    from .coat import CoaT, CoaTClassifier  # coat.py imports this module
-    if classifier and 'head.weight' not in state_dict:
-        raise CheckpointError(f'{source} has no classification head (head.weight): it is a '
-                              f'backbone or detector checkpoint, which cannot classify; use it '
-                              f'as a backbone (CoaT).')
-    arch = arch or infer_arch(state_dict)
-    if arch is None:
-        raise CheckpointError(f'The weights of {source} are not a published CoaT variant; give '
-                              f'the arch explicitly (a name or the dict of its settings'
-                              f'{arch_hint}).')
-    if classifier:
-        model = CoaTClassifier(arch, num_classes=state_dict['head.weight'].shape[0])
-    else:
-        model = CoaT(arch)
-    built = f'{type(model).__name__}(arch={arch!r})'
-    try:
-        matched, dropped = match_state_dict(model, state_dict)
-    except CheckpointError as error:
-        raise CheckpointError(f'Cannot load {source} into {built}: {error}') from None
-    model.load_state_dict(matched, strict=True)
-    print_log(f'Loaded {source} into {built}{_dropped_note(dropped)}', logger='current')
-    return model
+    if dropped:
+        heads = sorted({key.split('.')[0] for key in dropped})
+        message += f'; dropped {len(dropped)} keys the model does not use: {", ".join(heads)}'
+    print_log(message, logger='current')

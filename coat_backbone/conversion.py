@@ -15,7 +15,8 @@ from typing import Callable, Dict, Iterable, Optional, Union
 
 import torch
 
-from .checkpoint import extract_state_dict, infer_arch, model_from_state_dict, read_checkpoint
+from .builder import model_from_state_dict
+from .checkpoint import extract_state_dict, infer_arch, read_checkpoint
 
 PathLike = Union[str, Path]
 
