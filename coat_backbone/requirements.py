@@ -2,7 +2,7 @@
 mmdet. The exact tested versions are pinned in constraints.txt."""
 from importlib import metadata, util
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 
 from packaging.version import Version
 
@@ -26,11 +26,16 @@ def _installed(package: str) -> Optional[str]:
         return None
 
 
+def _wanted_and_install(package: str, minimum: str, maximum: Optional[str]) -> Tuple[str, str]:
+    """The version range `package` must be in, and the command that installs it."""
+    wanted = f'>={minimum}' + (f',<{maximum}' if maximum else '')
+    return wanted, INSTALL.get(package, 'pip install "{package}{wanted}"').format(
+        package=package, wanted=wanted)
+
+
 def _check(package: str, minimum: str, maximum: Optional[str], needed_by: str) -> None:
     version = _installed(package)
-    wanted = f'>={minimum}' + (f',<{maximum}' if maximum else '')
-    install = INSTALL.get(package, 'pip install "{package}{wanted}"').format(package=package,
-                                                                            wanted=wanted)
+    wanted, install = _wanted_and_install(package, minimum, maximum)
     if version is None:
         raise ImportError(f'{needed_by} needs {package}{wanted}, which is not installed. '
                           f'{FIX}: {install}.')
@@ -58,7 +63,7 @@ def check_requirements() -> None:
         if _installed(user):
             _check('mmcv', *MMCV_RANGE, needed_by=f'{user} (installed here)')
     if _installed('mmdet') and not _has_compiled_ops('mmcv'):
-        build = INSTALL['mmcv'].format(package='mmcv', wanted=f'>={MMCV_RANGE[0]},<{MMCV_RANGE[1]}')
+        _, build = _wanted_and_install('mmcv', *MMCV_RANGE)
         raise ImportError('mmcv is installed without its compiled ops (mmcv-lite, or built with '
                           'MMCV_WITH_OPS=0), which mmdet needs for RoIAlign and NMS. Fix: run '
                           f'`bash tools/setup_env.sh`, or build mmcv from source: {build}.')
