@@ -13,7 +13,9 @@ its numbers do not: it resizes to explicit sizes in the cross-scale fusion so an
 Layout: blocks, then the backbone (`CoaT`), then the classifier (`CoaTClassifier`), then the variant
 registry (`ARCH_SETTINGS`). Checkpoint handling lives in `coat_backbone.checkpoint`.
 """
+from itertools import accumulate
 from numbers import Integral, Real
+from operator import mul
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -31,7 +33,7 @@ Size = Tuple[int, int]
 
 # Patch size of each scale's embedding, and the resulting stride of each scale.
 PATCH_SIZES = (4, 2, 2, 2)
-STRIDES = (4, 8, 16, 32)
+STRIDES = tuple(accumulate(PATCH_SIZES, mul))  # (4, 8, 16, 32)
 # CRPE kernel size -> number of heads using it; the same for every published variant.
 CRPE_WINDOWS: Dict[int, int] = {3: 2, 5: 3, 7: 3}
 # LayerNorm eps inside the blocks (the patch embeddings keep PyTorch's default, 1e-5).
