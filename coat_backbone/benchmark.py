@@ -330,6 +330,7 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
     return checks, results
 
 
+@torch._dynamo.config.patch(fail_on_recompile_limit_hit=True)
 def _time_interleaved(group: List[Result], case: Case, device: torch.device,
                       weights: Dict[str, torch.Tensor], images: torch.Tensor, flops: float,
                       warmup: int, iters: int) -> Dict[str, Callable]:
@@ -348,30 +349,29 @@ def _time_interleaved(group: List[Result], case: Case, device: torch.device,
         # eagerly under a 'compiled' label. A group needs at most two graphs per code object;
         # exceeding the limit anyway is an error of that configuration, not a silent fallback.
         torch._dynamo.reset()
-    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
-        for name, result in results.items():
+    for name, result in results.items():
+        try:
+            model = _build(name, case.arch, case.size, device, weights)
+            if result.execution == 'compiled':
+                model = torch.compile(model)
+            step = make_step(model, images, result.mode, result.precision)
+            result.first_step_s = time_once(step, device)  # compilation happens here
+            for _ in range(warmup - 1):
+                step()
+        except STEP_ERRORS as error:  # compile, precision, memory
+            _record_error(result, error)
+            continue
+        steps[name] = step
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for round_index in range(iters):
+        order = list(steps)
+        turn = round_index % max(len(order), 1)
+        for name in order[turn:] + order[:turn]:
             try:
-                model = _build(name, case.arch, case.size, device, weights)
-                if result.execution == 'compiled':
-                    model = torch.compile(model)
-                step = make_step(model, images, result.mode, result.precision)
-                result.first_step_s = time_once(step, device)  # compilation happens here
-                for _ in range(warmup - 1):
-                    step()
-            except STEP_ERRORS as error:  # compile, precision, memory
-                _record_error(result, error)
-                continue
-            steps[name] = step
-        times: Dict[str, List[float]] = {name: [] for name in steps}
-        for round_index in range(iters):
-            order = list(steps)
-            turn = round_index % max(len(order), 1)
-            for name in order[turn:] + order[:turn]:
-                try:
-                    times[name].append(time_once(steps[name], device))
-                except STEP_ERRORS as error:
-                    _record_error(results[name], error)
-                    del steps[name], times[name]
+                times[name].append(time_once(steps[name], device))
+            except STEP_ERRORS as error:
+                _record_error(results[name], error)
+                del steps[name], times[name]
     for name, step_times in times.items():
         result, seconds = results[name], statistics.median(step_times)
         result.step_ms = seconds * 1e3
