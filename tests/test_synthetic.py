@@ -1,5 +1,6 @@
 """Tests of the synthetic COCO shapes generator: determinism, valid COCO, consistent annotations."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from coat_backbone import synthetic
+from coat_backbone.classification import SyntheticImageNetArgs
 from coat_backbone.engine.demo import load_demo_config, read_generated_data
 from coat_backbone.synthetic import (CocoShapesArgs, SegShapesArgs, coco_shapes_paths,
                                      generate_coco_shapes, generate_seg_shapes)
@@ -184,14 +186,20 @@ def test_demos_refuse_no_pictures_before_training(demo, monkeypatch, capsys):
     assert '--num-pictures 0: draw at least one picture' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('config', ['demo/mask_rcnn_coat_demo.py', 'demo/fpn_coat_demo_seg.py',
-                                    'imagenet/demo_synthetic_imagenet.py'])
+# Each demo's config and the form of its `synthetic_data`.
+DEMO_CONFIGS = {'demo/mask_rcnn_coat_demo.py': CocoShapesArgs,
+                'demo/fpn_coat_demo_seg.py': SegShapesArgs,
+                'imagenet/demo_synthetic_imagenet.py': SyntheticImageNetArgs}
+
+
+@pytest.mark.parametrize('config', DEMO_CONFIGS)
 def test_demos_read_the_data_they_generate(config, tmp_path):
     """`--cfg-options data_root=...` moves the generated data; every loader and evaluator must
     follow it, although the config file built their paths from its own data_root."""
     elsewhere = tmp_path / 'elsewhere'
-    cfg = load_demo_config(str(REPO / 'configs' / config), {'data_root': str(elsewhere)},
-                           str(tmp_path / 'work'), force=False, template='the demo config')
+    cfg, _ = load_demo_config(str(REPO / 'configs' / config), {'data_root': str(elsewhere)},
+                              str(tmp_path / 'work'), force=False, template='the demo config',
+                              data_args=DEMO_CONFIGS[config])
     read_generated_data(cfg, Path(cfg.data_root))
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = cfg[loader].dataset
@@ -202,8 +210,9 @@ def test_demos_read_the_data_they_generate(config, tmp_path):
 
 
 def test_demo_data_reaches_wrapped_datasets_and_evaluator_lists(tmp_path):
-    cfg = load_demo_config(str(REPO / 'configs' / 'demo' / 'mask_rcnn_coat_demo.py'), None,
-                           str(tmp_path / 'work'), force=False, template='the demo config')
+    cfg, _ = load_demo_config(str(REPO / 'configs' / 'demo' / 'mask_rcnn_coat_demo.py'), None,
+                              str(tmp_path / 'work'), force=False, template='the demo config',
+                              data_args=CocoShapesArgs)
     cfg.train_dataloader.dataset = dict(type='RepeatDataset', times=2, dataset=dict(
         type='ConcatDataset', datasets=[cfg.train_dataloader.dataset] * 2))
     cfg.val_evaluator = [cfg.val_evaluator, dict(type='VOCMetric')]
@@ -221,7 +230,26 @@ def test_demo_config_needs_synthetic_data(tmp_path):
     with pytest.raises(ValueError, match='lacks `synthetic_data` or `data_root`; use a config '
                        'derived from configs/demo/mask_rcnn_coat_demo.py'):
         load_demo_config(str(REPO / 'configs' / 'mask_rcnn_coat_lite_mini_fpn_1x.py'), None,
-                         str(tmp_path), force=False, template='configs/demo/mask_rcnn_coat_demo.py')
+                         str(tmp_path), force=False, template='configs/demo/mask_rcnn_coat_demo.py',
+                         data_args=CocoShapesArgs)
+
+
+@pytest.mark.parametrize('tool, config, message', [
+    ('demo_synthetic.py', 'imagenet/demo_synthetic_imagenet.py', 'lacks `metainfo.classes`'),
+    ('demo_synthetic.py', 'demo/fpn_coat_demo_seg.py', 'lacks `metainfo.classes`'),
+    ('demo_seg_synthetic.py', 'demo/mask_rcnn_coat_demo.py',
+     'lacks `model.decode_head.num_classes`'),
+    ('demo_cls_synthetic.py', 'demo/mask_rcnn_coat_demo.py',
+     r"`synthetic_data` does not fit this demo \(.*unexpected keyword argument 'num_train'"),
+])
+def test_another_demos_config_is_refused_before_any_work(tool, config, message, tmp_path):
+    work_dir = tmp_path / 'work'
+    result = subprocess.run(
+        [sys.executable, str(TOOLS / tool), '--config', str(REPO / 'configs' / config),
+         '--work-dir', str(work_dir)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert re.search(message + '.*; use a config derived from configs/', result.stderr)
+    assert not work_dir.exists()
 
 
 def test_segmentation_and_classification_data_need_no_pycocotools(tmp_path):

@@ -48,11 +48,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.monotonic()
     try:
-        cfg = load_demo_config(args.config, args.cfg_options, args.work_dir, args.force,
-                               template='configs/imagenet/demo_synthetic_imagenet.py')
-        synthetic = SyntheticImageNetArgs(**cfg.synthetic_data)
+        cfg, synthetic = load_demo_config(
+            args.config, args.cfg_options, args.work_dir, args.force,
+            template='configs/imagenet/demo_synthetic_imagenet.py',
+            data_args=SyntheticImageNetArgs)
         data_root = generate_synthetic_imagenet(cfg.data_root, synthetic)
         read_generated_data(cfg, data_root)
+        arch, transform = settings_from_config(cfg, args.config)
     except (OSError, ValueError) as error:
         raise SystemExit(str(error))
     cfg.launcher = 'none'
@@ -60,7 +62,6 @@ def main(argv=None) -> int:
     build_runner(cfg).train()
 
     checkpoint = (Path(args.work_dir) / 'last_checkpoint').read_text().strip()
-    arch, transform = settings_from_config(cfg, args.config)
     model = load_classifier(checkpoint, arch=arch)
     result = evaluate_folder(model, str(data_root / 'val'), transform, num_workers=0,
                              device='cuda' if torch.cuda.is_available() else 'cpu')

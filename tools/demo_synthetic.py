@@ -50,12 +50,14 @@ def main() -> int:
     args = parse_args()
     start = time.monotonic()
     try:
-        cfg = load_demo_config(args.config, args.cfg_options, args.work_dir, args.force,
-                               template='configs/demo/mask_rcnn_coat_demo.py')
+        cfg, synthetic = load_demo_config(
+            args.config, args.cfg_options, args.work_dir, args.force,
+            template='configs/demo/mask_rcnn_coat_demo.py', data_args=CocoShapesArgs,
+            required=['metainfo.classes'])
         if tuple(cfg.metainfo.classes) != SHAPE_CLASSES:
             raise ValueError(f'{args.config}: metainfo.classes must be {SHAPE_CLASSES} (the '
                              f'generator\'s category order), got {tuple(cfg.metainfo.classes)}')
-        data_root = generate_coco_shapes(cfg.data_root, CocoShapesArgs(**cfg.synthetic_data))
+        data_root = generate_coco_shapes(cfg.data_root, synthetic)
         read_generated_data(cfg, data_root)
     except (OSError, ValueError) as error:
         raise SystemExit(str(error))

@@ -2,7 +2,7 @@
 demo_cls_synthetic.py): read the config, refuse to train over an earlier run, and point the data
 loaders at the generated dataset."""
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
@@ -14,17 +14,38 @@ LOADER_SPLITS = dict(train_dataloader='train', val_dataloader='val', test_datalo
 
 
 def load_demo_config(config: str, cfg_options: Optional[dict], work_dir: str, force: bool,
-                     template: str) -> Config:
-    """The demo's config with `work_dir` set. Raises FileNotFoundError for a missing config,
-    ValueError for one without `synthetic_data` and `data_root` (naming `template`, the config to
-    derive from) and FileExistsError when `work_dir` holds an earlier run and not `force`."""
+                     template: str, data_args: type,
+                     required: Sequence[str] = ()) -> Tuple[Config, Any]:
+    """The demo's config with `work_dir` set, and its `synthetic_data` as a `data_args`.
+
+    Raises FileNotFoundError for a missing config; ValueError, naming `template` (the config to
+    derive from), for one without `synthetic_data`, `data_root` or a `required` (dotted) key, or
+    whose `synthetic_data` does not fit `data_args` (another demo's config); and
+    FileExistsError when `work_dir` holds an earlier run and not `force`."""
     cfg = load_config(config, cfg_options)
     if 'synthetic_data' not in cfg or 'data_root' not in cfg:
         raise ValueError(f'{config} lacks `synthetic_data` or `data_root`; use a config derived '
                          f'from {template}')
+    absent = [f'`{key}`' for key in required if not _has_key(cfg, key)]
+    if absent:
+        raise ValueError(f'{config} lacks {", ".join(absent)}, which this demo needs; use a '
+                         f'config derived from {template}')
+    try:
+        synthetic = data_args(**cfg.synthetic_data)
+    except TypeError as error:
+        raise ValueError(f'{config}: `synthetic_data` does not fit this demo ({error}); use a '
+                         f'config derived from {template}') from None
     cfg.work_dir = work_dir
     refuse_to_overwrite_a_run(cfg, force, can_resume=False)
-    return cfg
+    return cfg, synthetic
+
+
+def _has_key(cfg: dict, dotted: str) -> bool:
+    for key in dotted.split('.'):
+        if not isinstance(cfg, dict) or key not in cfg:
+            return False
+        cfg = cfg[key]
+    return True
 
 
 def read_generated_data(cfg: Config, data_root: Path) -> None:
