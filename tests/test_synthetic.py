@@ -234,6 +234,19 @@ def test_demo_config_needs_synthetic_data(tmp_path):
                          data_args=CocoShapesArgs)
 
 
+@pytest.mark.parametrize('tool', ['demo_synthetic.py', 'demo_seg_synthetic.py'])
+def test_a_demo_takes_its_own_config_up_to_an_earlier_run(tool, tmp_path):
+    """The demo's default config passes every check of load_demo_config, the last being the
+    refusal to train over an earlier run in the work dir (the classification demo's is in
+    test_cls_train.py)."""
+    (tmp_path / 'epoch_1.pth').write_bytes(b'an earlier run')
+    result = subprocess.run([sys.executable, str(TOOLS / tool), '--work-dir', str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert 'holds an earlier run (epoch_1.pth)' in result.stderr
+    assert (tmp_path / 'epoch_1.pth').read_bytes() == b'an earlier run'
+
+
 @pytest.mark.parametrize('tool, config, message', [
     ('demo_synthetic.py', 'imagenet/demo_synthetic_imagenet.py', 'lacks `metainfo.classes`'),
     ('demo_synthetic.py', 'demo/fpn_coat_demo_seg.py', 'lacks `metainfo.classes`'),

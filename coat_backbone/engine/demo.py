@@ -40,11 +40,13 @@ def load_demo_config(config: str, cfg_options: Optional[dict], work_dir: str, fo
     return cfg, synthetic
 
 
-def _has_key(cfg: dict, dotted: str) -> bool:
+def _has_key(cfg: Config, dotted: str) -> bool:
+    node = cfg
     for key in dotted.split('.'):
-        if not isinstance(cfg, dict) or key not in cfg:
+        try:
+            node = node[key]
+        except (KeyError, TypeError):
             return False
-        cfg = cfg[key]
     return True
 
 
