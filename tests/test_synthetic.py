@@ -265,6 +265,23 @@ def test_another_demos_config_is_refused_before_any_work(tool, config, message, 
     assert not work_dir.exists()
 
 
+
+@pytest.mark.parametrize('tool, option, message', [
+    ('demo_synthetic.py', 'metainfo.classes=[triangle,square,circle]',
+     r"`metainfo.classes` is \['triangle', 'square', 'circle'\], but the generated data needs "
+     r"\('circle', 'square', 'triangle'\)"),
+    ('demo_seg_synthetic.py', 'model.decode_head.num_classes=3',
+     '`model.decode_head.num_classes` is 3, but the generated data needs 4'),
+])
+def test_a_setting_the_generated_data_rules_out_is_refused_before_any_work(tool, option, message,
+                                                                          tmp_path):
+    work_dir = tmp_path / 'work'
+    result = subprocess.run([sys.executable, str(TOOLS / tool), '--work-dir', str(work_dir),
+                             '--cfg-options', option], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr
+    assert re.search(message + '; use a config derived from configs/', result.stderr)
+    assert not work_dir.exists()
+
 def test_segmentation_and_classification_data_need_no_pycocotools(tmp_path):
     """pycocotools comes with the [det] extra only."""
     script = f"""

@@ -53,10 +53,7 @@ def main() -> int:
         cfg, synthetic = load_demo_config(
             args.config, args.cfg_options, args.work_dir, args.force,
             template='configs/demo/mask_rcnn_coat_demo.py', data_args=CocoShapesArgs,
-            required=['metainfo.classes'])
-        if tuple(cfg.metainfo.classes) != SHAPE_CLASSES:
-            raise ValueError(f'{args.config}: metainfo.classes must be {SHAPE_CLASSES} (the '
-                             f'generator\'s category order), got {tuple(cfg.metainfo.classes)}')
+            expected={'metainfo.classes': SHAPE_CLASSES})
         data_root = generate_coco_shapes(cfg.data_root, synthetic)
         read_generated_data(cfg, data_root)
     except (OSError, ValueError) as error:

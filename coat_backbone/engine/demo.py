@@ -1,8 +1,10 @@
 """The start shared by the synthetic-data demos (tools/demo_synthetic.py, demo_seg_synthetic.py and
 demo_cls_synthetic.py): read the config, refuse to train over an earlier run, and point the data
 loaders at the generated dataset."""
+from functools import reduce
+from operator import getitem
 from pathlib import Path
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Tuple
 
 from mmengine.config import Config
 
@@ -15,39 +17,34 @@ LOADER_SPLITS = dict(train_dataloader='train', val_dataloader='val', test_datalo
 
 def load_demo_config(config: str, cfg_options: Optional[dict], work_dir: str, force: bool,
                      template: str, data_args: type,
-                     required: Sequence[str] = ()) -> Tuple[Config, Any]:
+                     expected: Optional[Mapping[str, Any]] = None) -> Tuple[Config, Any]:
     """The demo's config with `work_dir` set, and its `synthetic_data` as a `data_args`.
 
     Raises FileNotFoundError for a missing config; ValueError, naming `template` (the config to
-    derive from), for one without `synthetic_data`, `data_root` or a `required` (dotted) key, or
-    whose `synthetic_data` does not fit `data_args` (another demo's config); and
-    FileExistsError when `work_dir` holds an earlier run and not `force`."""
+    derive from), for one without `synthetic_data` or `data_root`, whose `synthetic_data` does not
+    fit `data_args` (another demo's config), or whose `expected` (dotted) keys, which the
+    generated data depends on, are absent or hold other values; and FileExistsError when
+    `work_dir` holds an earlier run and not `force`."""
     cfg = load_config(config, cfg_options)
+    fix = f'use a config derived from {template}'
     if 'synthetic_data' not in cfg or 'data_root' not in cfg:
-        raise ValueError(f'{config} lacks `synthetic_data` or `data_root`; use a config derived '
-                         f'from {template}')
-    absent = [f'`{key}`' for key in required if not _has_key(cfg, key)]
-    if absent:
-        raise ValueError(f'{config} lacks {", ".join(absent)}, which this demo needs; use a '
-                         f'config derived from {template}')
+        raise ValueError(f'{config} lacks `synthetic_data` or `data_root`; {fix}')
+    for key, wanted in (expected or {}).items():
+        try:
+            value = reduce(getitem, key.split('.'), cfg)
+        except (KeyError, TypeError):
+            raise ValueError(f'{config} lacks `{key}`, which this demo needs; {fix}') from None
+        if (tuple(value) if isinstance(value, list) else value) != wanted:
+            raise ValueError(f'{config}: `{key}` is {value!r}, but the generated data needs '
+                             f'{wanted!r}; {fix}')
     try:
         synthetic = data_args(**cfg.synthetic_data)
     except TypeError as error:
-        raise ValueError(f'{config}: `synthetic_data` does not fit this demo ({error}); use a '
-                         f'config derived from {template}') from None
+        raise ValueError(f'{config}: `synthetic_data` does not fit this demo ({error}); '
+                         f'{fix}') from None
     cfg.work_dir = work_dir
     refuse_to_overwrite_a_run(cfg, force, can_resume=False)
     return cfg, synthetic
-
-
-def _has_key(cfg: Config, dotted: str) -> bool:
-    node = cfg
-    for key in dotted.split('.'):
-        try:
-            node = node[key]
-        except (KeyError, TypeError):
-            return False
-    return True
 
 
 def read_generated_data(cfg: Config, data_root: Path) -> None:
