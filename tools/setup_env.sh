@@ -112,7 +112,7 @@ wheel_dir="$CACHE/mmcv-wheels/$mmcv_key"
 if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
   # Named up front rather than minutes into the compile.
   [ -z "$build_missing" ] || die "building mmcv needs $build_missing"
-  log "building mmcv $(pin mmcv) for $mmcv_key (about 20 minutes on 2 cores, once)"
+  log "building mmcv $(pin mmcv) for $mmcv_key (12-20 minutes on 2 cores, once)"
   tmp_dir=$(mktemp -d)
   trap 'rm -rf "$tmp_dir"' EXIT  # a failed build leaves nothing behind
   MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "$PY" -m pip wheel --isolated -q \
