@@ -265,7 +265,6 @@ def test_another_demos_config_is_refused_before_any_work(tool, config, message, 
     assert not work_dir.exists()
 
 
-
 @pytest.mark.parametrize('tool, option, message', [
     ('demo_synthetic.py', 'metainfo.classes=[triangle,square,circle]',
      r"`metainfo.classes` is \['triangle', 'square', 'circle'\], but the generated data needs "
@@ -281,6 +280,7 @@ def test_a_setting_the_generated_data_rules_out_is_refused_before_any_work(tool,
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert re.search(message + '; use a config derived from configs/', result.stderr)
     assert not work_dir.exists()
+
 
 def test_segmentation_and_classification_data_need_no_pycocotools(tmp_path):
     """pycocotools comes with the [det] extra only."""
