@@ -272,8 +272,8 @@ def test_another_demos_config_is_refused_before_any_work(tool, config, message, 
     ('demo_seg_synthetic.py', 'model.decode_head.num_classes=3',
      '`model.decode_head.num_classes` is 3, but the generated data needs 4'),
 ])
-def test_a_setting_the_generated_data_rules_out_is_refused_before_any_work(tool, option, message,
-                                                                          tmp_path):
+def test_a_setting_the_generated_data_rules_out_is_refused_before_any_work(
+        tool, option, message, tmp_path):
     work_dir = tmp_path / 'work'
     result = subprocess.run([sys.executable, str(TOOLS / tool), '--work-dir', str(work_dir),
                              '--cfg-options', option], capture_output=True, text=True, timeout=300)
