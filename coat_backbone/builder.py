@@ -97,7 +97,8 @@ def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[st
         if checkpoint is not None:
             load_coat_checkpoint(model, checkpoint)
     elif checkpoint is not None:
-        state_dict, unwrapped = extract_state_dict(read_checkpoint(checkpoint))
+        state_dict, unwrapped = extract_state_dict(read_checkpoint(checkpoint),
+                                                   source=checkpoint)
         model = model_from_state_dict(state_dict, f'{checkpoint} ({unwrapped})', arch, classifier,
                                       arch_hint='; the tools take --arch or --config')
     elif arch is not None:

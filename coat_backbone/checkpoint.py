@@ -15,6 +15,7 @@ containers, or be re-saved with a current torch.
 Loading is all or nothing: another variant's weights, missing keys or foreign keys raise
 `CheckpointError` naming them, and a file that cannot be read names its path.
 """
+import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
@@ -83,6 +84,7 @@ def read_checkpoint(path: str) -> dict:
             f'{path} names a checkpoint of the {scheme.group(1)} model zoo, not CoaT weights. If '
             f'it comes from an mmseg base config, set model.pretrained=None in your config and '
             f'give CoaT weights in backbone.init_cfg.')
+    path = osp.expanduser(path)  # as mmengine's own loader does
     try:
         with get_local_path(path) as local_path, _inert_metadata(local_path):
             return torch.load(local_path, map_location='cpu', weights_only=True)
@@ -105,20 +107,33 @@ def read_checkpoint(path: str) -> dict:
                 f'{unsupported.group(1)} object besides the weights, which only zip-format files '
                 f'may hold. If you trust the file, re-save it with a current torch: '
                 f'torch.save(torch.load(path, weights_only=False), new_path).') from error
+        if re.search(r'Can only (SETITEMS?|append|extend)', str(error)):
+            # Placeholders stand in for unknown objects, but the weights-only loader fills
+            # only true dicts and lists: a defaultdict, a deque or a dict or list subclass.
+            raise CheckpointError(
+                f'Checkpoint {path} holds, besides the weights, a container object (a subclass of '
+                f'dict or list, a defaultdict or a deque) that a weights-only load cannot rebuild. '
+                f'If you trust the file, re-save its weights alone: torch.save(torch.load(path, '
+                f'weights_only=False)[KEY], new_path), KEY being the key that holds the weights.'
+            ) from error
         raise CheckpointError(f'Checkpoint {path} is corrupt or truncated ({error}); '
                               f'download or copy it again.') from error
 
 
-def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None) -> Tuple[StateDict, str]:
+def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None,
+                       source: str = 'the checkpoint') -> Tuple[StateDict, str]:
     """Unwrap any accepted format into the model's key names.
 
     Returns the state dict and a short description of what was unwrapped, for the log.
     `prefix` selects the keys under it (e.g. 'backbone.'); by default a detector's or
-    segmentor's `backbone.` keys are selected when present.
+    segmentor's `backbone.` keys are selected when present. `source` (the file) names it in errors.
     """
+    if isinstance(checkpoint, _InertMeta):
+        raise CheckpointError(f'Found a pickled object, not weights, in {source} (saved with '
+                              f'torch.save(model)?); save model.state_dict() instead.')
     if not isinstance(checkpoint, Mapping):
-        raise CheckpointError(f'A checkpoint must be a dict of tensors or of formats around it, '
-                              f'got {type(checkpoint).__name__}.')
+        raise CheckpointError(f'Expected a dict of tensors or a format around one in {source}, '
+                              f'found a {type(checkpoint).__name__}.')
     notes: List[str] = []
     state = checkpoint
     for wrapper in ('state_dict', 'model'):
@@ -129,7 +144,7 @@ def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None) -> Tup
     tensors = OrderedDict((key, value) for key, value in state.items()
                           if isinstance(value, torch.Tensor))
     if not tensors:
-        raise CheckpointError(f'No weights found in the checkpoint (top-level keys: '
+        raise CheckpointError(f'No weights found in {source} (top-level keys: '
                               f'{sorted(map(str, checkpoint))[:10]}); a state dict of tensors, '
                               f"alone or under 'state_dict' or 'model', was expected.")
     for wrapper in _WRAPPER_PREFIXES:
@@ -144,7 +159,7 @@ def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None) -> Tup
         selected = OrderedDict((key[len(prefix):], value) for key, value in tensors.items()
                                if key.startswith(prefix))
         if not selected:
-            raise CheckpointError(f"No key of the checkpoint starts with prefix '{prefix}'.")
+            raise CheckpointError(f"No key of {source} starts with prefix '{prefix}'.")
         skipped = len(tensors) - len(selected)
         notes.append(f"'{prefix}' keys" + (f' ({skipped} other keys skipped)' if skipped else ''))
         tensors = selected
@@ -170,7 +185,8 @@ def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
                         if key.startswith(f'serial_blocks{i}.')}) for i in range(1, 5))
     parallel = len({key.split('.')[1] for key in state_dict if key.startswith('parallel_blocks.')})
     for name, settings in ARCH_SETTINGS.items():
-        if (tuple(settings['embed_dims']) == embed_dims and tuple(settings['serial_depths']) == depths
+        if (tuple(settings['embed_dims']) == embed_dims
+                and tuple(settings['serial_depths']) == depths
                 and settings['parallel_depth'] == parallel):
             return name
     return None
@@ -208,7 +224,8 @@ def match_state_dict(model: nn.Module, state_dict: StateDict, new_head: bool = F
 
     Keys the model declares as ignorable (`ignored_checkpoint_prefixes`, e.g. the classification
     head in dense mode), and with `new_head` the classifier's `head`, are dropped and returned;
-    aliases of shared modules missing from the file are filled from the alias that is present.
+    aliases of shared modules missing from the file are filled from the alias that is present,
+    and aliases present in it must hold the same values.
     """
     ignored_prefixes = tuple(getattr(model, 'ignored_checkpoint_prefixes', ()))
     if new_head:
@@ -218,8 +235,12 @@ def match_state_dict(model: nn.Module, state_dict: StateDict, new_head: bool = F
     dropped = [key for key in state_dict if key.startswith(ignored_prefixes)]
     state_dict = OrderedDict((key, value) for key, value in state_dict.items()
                              if not key.startswith(ignored_prefixes))
+    conflicts = []
     for names in _alias_groups(model):
         present = [name for name in names if name in state_dict]
+        # One module in CoaT: loading would silently keep whichever copy comes last.
+        conflicts += [f'{present[0]} vs {name}' for name in present[1:]
+                      if not torch.equal(state_dict[name], state_dict[present[0]])]
         for name in names:
             if present and name not in state_dict:
                 state_dict[name] = state_dict[present[0]]
@@ -233,6 +254,10 @@ def match_state_dict(model: nn.Module, state_dict: StateDict, new_head: bool = F
     mismatched = [key for key in expected if key in state_dict
                   and state_dict[key].shape != expected[key].shape]
     problems = []
+    if conflicts:
+        problems.append(f'{len(conflicts)} weights that CoaT shares between blocks differ between '
+                        f'their copies in the checkpoint: {_listing(conflicts, 4)}. It was '
+                        f'edited, or comes from a model that does not share them.')
     if mismatched:
         shapes = [f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
                   f'{tuple(expected[key].shape)}' for key in mismatched]
@@ -254,7 +279,7 @@ def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = No
     """Read `path` in any accepted format and load it into `model` strictly (all or nothing).
     `new_head`: keep a classifier's own (new) `head` instead of the file's, to fine-tune to
     another class count."""
-    state_dict, unwrapped = extract_state_dict(read_checkpoint(path), prefix)
+    state_dict, unwrapped = extract_state_dict(read_checkpoint(path), prefix, source=path)
     load_matched(model, state_dict, f'{path} ({unwrapped})', type(model).__name__, new_head)
 
 

@@ -1,8 +1,9 @@
 """CoaT: Co-Scale Conv-Attentional Image Transformers, as a dense-prediction backbone.
 
-Paper: Weijian Xu, Yifan Xu, Tyler Chang, Zhuowen Tu, "Co-Scale Conv-Attentional Image Transformers",
-ICCV 2021, https://arxiv.org/abs/2104.06399. Official code: https://github.com/mlpc-ucsd/CoaT
-(Apache-2.0). This is an independent implementation, licensed Apache-2.0 like the original.
+Paper: Weijian Xu, Yifan Xu, Tyler Chang, Zhuowen Tu, "Co-Scale Conv-Attentional Image
+Transformers", ICCV 2021, https://arxiv.org/abs/2104.06399.
+Official code: https://github.com/mlpc-ucsd/CoaT (Apache-2.0). This is an independent
+implementation, licensed Apache-2.0 like the original.
 
 Attribute names and module sharing follow the official model exactly, so official classification
 checkpoints, timm's weights and official mmdet 2.x detector checkpoints load without renaming:
@@ -61,7 +62,8 @@ def grid_sizes(height: int, width: int) -> List[Size]:
         rows, columns = rows // patch, columns // patch
         if rows < 1 or columns < 1:
             raise ValueError(f'The input {height}x{width} is too small for CoaT: every side needs '
-                             f'at least 32 pixels (four scales, total stride 32); resize or pad it.')
+                             f'at least 32 pixels (four scales, total stride 32); resize or pad '
+                             f'it.')
         sizes.append((rows, columns))
     return sizes
 
@@ -191,7 +193,8 @@ class ParallelBlock(nn.Module):
             # One per scale (no weights), so that freezing a scale also turns off its drop path.
             setattr(self, f'drop_path{scale}',
                     DropPath(drop_path) if drop_path > 0 else nn.Identity())
-        self.mlp2 = self.mlp3 = self.mlp4 = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio))
+        self.mlp2 = self.mlp3 = self.mlp4 = Mlp(in_features=dim,
+                                                hidden_features=int(dim * mlp_ratio))
 
     def forward(self, xs: List[torch.Tensor], sizes: List[Size]) -> List[torch.Tensor]:
         """xs, sizes: the tokens and grid sizes of scales 2, 3 and 4."""
@@ -383,6 +386,9 @@ class CoaT(BaseModule):
 
     def forward_tokens(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[Size]]:
         """All four scales as (B, 1 + H*W, C) tokens (class token first) and their grid sizes."""
+        if x.dim() != 4:
+            raise ValueError(f'CoaT takes a batch of images (B, C, H, W), got shape '
+                             f'{tuple(x.shape)}; add the batch dimension: x.unsqueeze(0).')
         grid_sizes(*x.shape[-2:])  # a clear error for inputs under 32 pixels
         tokens: List[torch.Tensor] = []
         sizes: List[Size] = []
@@ -427,6 +433,9 @@ class CoaTClassifier(CoaT):
         if 'out_indices' in kwargs:
             raise TypeError('CoaTClassifier takes no out_indices: its head reads the class tokens '
                             'of the last scales. Use type=\'CoaT\' for feature maps.')
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f'num_classes={num_classes!r}: the head needs at least one class. For '
+                             f'features without a head, use the backbone, CoaT.')
         super().__init__(arch=arch, **kwargs)
         dims = self.embed_dims
         if self.parallel_depth > 0:
@@ -534,9 +543,9 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     bad = [dim for dim in settings['embed_dims'] if dim % heads]
     if bad:
         raise ValueError(f'CoaT arch embed_dims {bad} are not divisible by num_heads={heads}.')
+    dims, ratios = settings['embed_dims'], settings['mlp_ratios']
     if settings['parallel_depth'] > 0 and not (
-            settings['embed_dims'][1] == settings['embed_dims'][2] == settings['embed_dims'][3]
-            and settings['mlp_ratios'][1] == settings['mlp_ratios'][2] == settings['mlp_ratios'][3]):
+            dims[1] == dims[2] == dims[3] and ratios[1] == ratios[2] == ratios[3]):
         raise ValueError('CoaT parallel blocks share one MLP across scales 2-4, so they need '
                          'embed_dims[1] == [2] == [3] and mlp_ratios[1] == [2] == [3]; '
                          'set parallel_depth=0 for a Lite-style model.')

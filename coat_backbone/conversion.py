@@ -76,9 +76,9 @@ def convert_checkpoint(source: PathLike, to: str = 'backbone',
     meta = dict(converted_from=os.path.basename(source), source_sha256=sha256_of(source),
                 coat_format=to)
     if to == 'weights':
-        state_dict, _ = extract_state_dict(checkpoint, prefix='')
+        state_dict, _ = extract_state_dict(checkpoint, prefix='', source=source)
         return dict(state_dict=state_dict, meta={**(_plain(checkpoint.get('meta')) or {}), **meta})
-    state_dict, _ = extract_state_dict(checkpoint)
+    state_dict, _ = extract_state_dict(checkpoint, source=source)
     arch = arch or infer_arch(state_dict)
     state_dict = model_from_state_dict(state_dict, source, arch,
                                        classifier=to == 'classifier').state_dict()
@@ -150,7 +150,7 @@ class Verification:
 def verify_checkpoint(path: PathLike) -> Verification:
     """Hash `path`, look it up among the published files and infer its variant from its weights."""
     path = Path(path)
-    state_dict, _ = extract_state_dict(read_checkpoint(str(path)))
+    state_dict, _ = extract_state_dict(read_checkpoint(str(path)), source=str(path))
     sha256 = sha256_of(path)
     match = _NAME_HASH.search(path.stem)
     return Verification(sha256=sha256, published=PUBLISHED.get(sha256[:8]),

@@ -1,7 +1,7 @@
 """Checkpoint formats CoaT accepts, and the clear errors for the ones it must refuse."""
 import argparse
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict, deque
 from contextlib import contextmanager
 from typing import Iterator, List
 
@@ -131,6 +131,28 @@ def test_missing_aliases_of_shared_modules_are_filled(tmp_path):
     _assert_loaded(model, source.state_dict())
 
 
+def test_differing_copies_of_a_shared_module_are_refused(tmp_path):
+    state_dict = {key: value.clone() for key, value in CoaT(TINY_COAT).state_dict().items()}
+    state_dict['serial_blocks1.0.cpe.proj.weight'].zero_()
+    state_dict['parallel_blocks.0.mlp3.fc1.weight'] += 1
+    model = CoaT(TINY_COAT)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r'2 weights that CoaT shares .*differ.*'
+                       r'cpe1\.proj\.weight vs serial_blocks1\.0\.cpe\.proj\.weight.*'
+                       r'mlp2\.fc1\.weight vs parallel_blocks\.0\.mlp3\.fc1\.weight'):
+        load_coat_checkpoint(model, _save(tmp_path, state_dict))
+    _assert_loaded(model, before)  # all or nothing
+
+
+def test_a_path_under_home_is_expanded(tmp_path, monkeypatch):
+    state_dict = CoaT(TINY_LITE).state_dict()
+    _save(tmp_path, state_dict, 'weights.pth')
+    monkeypatch.setenv('HOME', str(tmp_path))
+    model = CoaT(TINY_LITE)
+    load_coat_checkpoint(model, '~/weights.pth')  # as mmengine's loader reads load_from
+    _assert_loaded(model, state_dict)
+
+
 def test_runner_checkpoint_from_real_training(tmp_path):
     """A file written by mmengine's Runner (message hub, numpy buffers) loads weights-only."""
     from mmengine.model import BaseModel
@@ -204,7 +226,7 @@ def test_pretrained_in_an_init_cfg_list_loads_strictly_and_last(tmp_path):
     source = CoaT(TINY_LITE)
     path = _save(tmp_path, {'model': source.state_dict()})
     model = CoaT(TINY_LITE, init_cfg=[dict(type='Constant', layer='Linear', val=0.5),
-                                     dict(type='Pretrained', checkpoint=path)])
+                                      dict(type='Pretrained', checkpoint=path)])
     model.init_weights()
     _assert_loaded(model, source.state_dict())
     wrong = CoaT('lite_tiny', init_cfg=[dict(type='Pretrained', checkpoint=path)])
@@ -284,6 +306,23 @@ def test_legacy_format_files(tmp_path):
         load_coat_checkpoint(model, str(with_args))
 
 
+class _Hyperparameters(dict):
+    """Like Lightning's AttributeDict: a dict subclass in a checkpoint's metadata."""
+
+
+@pytest.mark.parametrize('container', [_Hyperparameters(lr=0.1), defaultdict(list, a=[1]),
+                                       deque([1, 2])],
+                         ids=['dict_subclass', 'defaultdict', 'deque'])
+def test_metadata_containers_are_named_not_called_corrupt(tmp_path, container):
+    """The weights-only loader fills only true dicts and lists, so these cannot be loaded; the
+    file is intact, and the error says how to re-save its weights."""
+    path = _save(tmp_path, {'state_dict': CoaT(TINY_LITE).state_dict(), 'meta': {'x': container}})
+    with pytest.raises(CheckpointError) as error:
+        load_coat_checkpoint(CoaT(TINY_LITE), path)
+    assert f'{path} holds, besides the weights, a container object' in str(error.value)
+    assert "weights_only=False)[KEY]" in str(error.value) and 'corrupt' not in str(error.value)
+
+
 class _Payload:
     """An object whose unpickling would run code if the loader let it."""
     ran = False
@@ -309,9 +348,20 @@ def test_loading_never_runs_code_from_the_file(tmp_path):
     # The process-wide allowlist is back as it was.
     assert set(torch.serialization.get_safe_globals()) == allowlist
     _assert_loaded(model, state_dict)
-    with pytest.raises(CheckpointError, match='No weights found'):
+    with pytest.raises(CheckpointError, match='No weights found in .*obj.pth'):
         load_coat_checkpoint(model, _save(tmp_path, {'whole_model': _Payload()}, 'obj.pth'))
     assert not _Payload.ran
+
+
+def test_a_pickled_model_and_a_wrong_prefix_name_the_file(tmp_path):
+    model = CoaT(TINY_LITE)
+    pickled = _save(tmp_path, model, 'model.pth')
+    with pytest.raises(CheckpointError, match=f'pickled object, not weights, in {pickled} '
+                       r'\(saved with torch.save\(model\)\?\); save model.state_dict\(\)'):
+        load_coat_checkpoint(model, pickled)
+    weights = _save(tmp_path, model.state_dict(), 'weights.pth')
+    with pytest.raises(CheckpointError, match=f"No key of {weights} starts with prefix 'neck.'"):
+        load_coat_checkpoint(model, weights, prefix='neck')
 
 
 def test_tools_build_a_model_from_one_read_of_the_checkpoint(tmp_path, monkeypatch):

@@ -79,6 +79,12 @@ def test_too_small_input_is_named(size):
         CoaT(TINY_ARCHS['lite'])(torch.randn(1, 3, *size))
 
 
+def test_an_image_without_its_batch_dimension_is_named():
+    with pytest.raises(ValueError, match=r'batch of images \(B, C, H, W\), got shape \(3, 64, 64\)'
+                       r'.*unsqueeze\(0\)'):
+        CoaT(TINY_LITE)(torch.randn(3, 64, 64))
+
+
 def test_detection_resolution_odd_size():
     model = CoaT('small').eval()
     with torch.no_grad():
@@ -129,7 +135,8 @@ def test_gradient_checkpointing_is_exact(kind, monkeypatch):
     for model in (plain, checkpointed):
         calls.clear()
         features = model(images)
-        # Every block of the checkpointed model runs under torch.utils.checkpoint, none of the other.
+        # Every block of the checkpointed model runs under torch.utils.checkpoint, none of the
+        # other.
         blocks = sum(TINY_ARCHS[kind]['serial_depths']) + TINY_ARCHS[kind]['parallel_depth']
         assert len(calls) == (blocks if model is checkpointed else 0)
         sum(f.sum() for f in features).backward()
@@ -241,6 +248,10 @@ def test_classifier_heads():
         assert model(torch.randn(2, 3, 64, 64)).shape == (2, 7)
     with pytest.raises(TypeError, match='takes no out_indices'):
         CoaTClassifier(TINY_LITE, out_indices=(0, ))
+    # timm's num_classes=0 (features only) would build a head with no outputs here.
+    for num_classes in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=rf'num_classes={num_classes}: .*use the backbone'):
+            CoaTClassifier(TINY_LITE, num_classes=num_classes)
 
 
 @pytest.mark.parametrize('rate', [-0.1, 1.0, 1.5])

@@ -43,8 +43,8 @@ def test_test_tool_dumps_results_and_pictures(trained_mask_rcnn, coco_shapes, tm
     config, work_dir = trained_mask_rcnn
     out = tmp_path / 'results.pkl'
     cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--work-dir', str(tmp_path),
-               '--out', str(out), '--show-dir', 'pictures',
-               '--cfg-options', 'visualizer.name=test_tool'])
+                   '--out', str(out), '--show-dir', 'pictures',
+                   '--cfg-options', 'visualizer.name=test_tool'])
     with open(out, 'rb') as file:
         results = pickle.load(file)
     num_val = len(list(coco_shapes_paths(coco_shapes, 'val')[1].iterdir()))
@@ -92,6 +92,15 @@ def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path):
     with pytest.raises(ValueError, match='same name'):
         demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), str(twin),
                    '--out-dir', str(tmp_path / 'other')])
+    # A backbone-only file would draw a random head's boxes: refused, as by tools/test.py.
+    state = torch.load(work_dir / 'epoch_1.pth', weights_only=True)['state_dict']
+    backbone_only = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('backbone.')}},
+               backbone_only)
+    with pytest.raises(CheckpointError, match=r'backbone.pth lacks \d+ of the \d+ weights.*neck'):
+        demo.main([str(config), str(backbone_only), str(images), '--out-dir',
+                   str(tmp_path / 'backbone_only'), '--device', 'cpu'])
+    assert not (tmp_path / 'backbone_only').exists()
     # Predictions are named without the extension: x.png and x.jpg would share x.json.
     (twin / '000000.png').rename(twin / '000001.jpg')
     pair = [str(images / '000001.png'), str(twin / '000001.jpg')]

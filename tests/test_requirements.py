@@ -50,6 +50,8 @@ def test_compiled_ops_are_found_without_importing_mmcv():
     import subprocess
     import sys
     code = ('import sys; from coat_backbone import requirements as r; '
-            "print(r._has_compiled_ops('mmcv'), r._has_compiled_ops('json'), 'mmcv' in sys.modules)")
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+            "print(r._has_compiled_ops('mmcv'), r._has_compiled_ops('json'), "
+            "'mmcv' in sys.modules)")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            check=True)
     assert result.stdout.split() == ['True', 'False', 'False']

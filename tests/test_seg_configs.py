@@ -155,5 +155,3 @@ def test_semantic_fpn_recipe(arch: str):
     assert cfg.train_cfg.type == 'IterBasedTrainLoop' and cfg.train_cfg.max_iters == 40000
     assert cfg.train_dataloader.batch_size == 4
     assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=32)
-
-

@@ -25,7 +25,10 @@ case "$1 $2 $3" in
     [ -n "${FAKE_ENSUREPIP_OK:-}" ] && touch "$FAKE_DIR/has_pip"
     exec test -e "$FAKE_DIR/has_pip" ;;
   "-m pip install") exit 0 ;;
-  "-m pip wheel") exit 1 ;;
+  "-m pip wheel")
+    [ -n "${FAKE_BUILD_OK:-}" ] || exit 1
+    while [ "$1" != -w ]; do shift; done
+    exec touch "$2/mmcv-0.0.0-py3-none-any.whl" ;;
 esac
 exec REAL_PYTHON "$@"
 '''
@@ -135,3 +138,15 @@ def test_an_unwritable_cache_is_named_with_the_fix(venv: Path):
     returncode, stderr, calls = run(venv)
     assert returncode == 1 and not calls
     assert 'cannot write to' in stderr and 'set COAT_CACHE_DIR to a writable folder' in stderr
+
+
+def test_a_cache_folder_whose_wheel_was_deleted_gets_the_rebuilt_wheel(venv: Path):
+    (venv / 'has_pip').touch()
+    assert run(venv, FAKE_BUILD_OK='1')[0] == 0
+    [wheel] = (venv.parent / 'cache' / 'mmcv-wheels').glob('*/mmcv-*.whl')
+    wheel.unlink()  # the user removes a wheel they distrust; its folder stays
+    (venv / '.coat-setup-done').unlink()
+    (venv / 'calls.log').unlink()
+    returncode, _, calls = run(venv, FAKE_BUILD_OK='1')
+    assert returncode == 0 and wheel.exists()  # where the next set-up finds it
+    assert any(call.startswith('uv pip install') and str(wheel) in call for call in calls)

@@ -291,8 +291,8 @@ from coat_backbone.classification import SyntheticImageNetArgs, generate_synthet
 from coat_backbone.synthetic import SegShapesArgs, generate_seg_shapes
 generate_seg_shapes({str(tmp_path / 'seg')!r}, SegShapesArgs(num_train=1, num_val=1, img_size=64,
                                                                min_radius=4.0, max_radius=12.0))
-generate_synthetic_imagenet({str(tmp_path / 'cls')!r},
-                            SyntheticImageNetArgs(num_classes=2, train_per_class=1, val_per_class=1))
+generate_synthetic_imagenet({str(tmp_path / 'cls')!r}, SyntheticImageNetArgs(
+    num_classes=2, train_per_class=1, val_per_class=1))
 """
     subprocess.run([sys.executable, '-c', script], check=True, cwd=REPO)
     assert (tmp_path / 'seg' / 'manifest.json').is_file()

@@ -153,7 +153,12 @@ def test_verify(monkeypatch, tmp_path, capsys):
 
     renamed = path.rename(tmp_path / 'coat_lite_test_0badf00d.pth')
     assert convert.main([str(renamed), '--verify']) == 0
-    assert 'damaged or was modified' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'says 0badf00d' in out and 'the file was renamed' in out and 'damaged' not in out
+    # The same name on other content: that content was changed.
+    torch.save({'model': CoaTClassifier(TINY_LITE, num_classes=3).state_dict()}, renamed)
+    assert convert.main([str(renamed), '--verify']) == 1
+    assert 'the file is damaged or was modified' in capsys.readouterr().out
 
     foreign = tmp_path / 'resnet.pth'
     torch.save({'conv1.weight': torch.ones(2)}, foreign)

@@ -39,7 +39,7 @@ def test_macs_equal_torch_flop_counter(arch, size, classifier):
 
 
 @pytest.mark.parametrize('arch,size,classifier', [('parallel', (100, 70), False),
-                                                   ('lite', (67, 45), True)])
+                                                  ('lite', (67, 45), True)])
 def test_paper_convention_equals_mmengine_flop_analyzer(arch, size, classifier):
     """mmengine's FlopAnalyzer (fvcore's rules: LayerNorm and resizing included) runs the model
     for real; its total must be our paper-convention count."""
@@ -102,8 +102,8 @@ def test_cli_arch_and_config(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     assert get_flops.main([str(tmp_path / 'missing.py')]) == 2
     assert 'missing.py' in capsys.readouterr().err
-    for argv in (['--help'], [], ['cfg.py', '--arch', 'small'], ['--arch', 'small', '--shape',
-                                                                   '1', '2', '3'],
+    for argv in (['--help'], [], ['cfg.py', '--arch', 'small'],
+                 ['--arch', 'small', '--shape', '1', '2', '3'],
                  ['--arch', 'small', '--shape', '16'], ['--arch', 'small', '--shape', '-64', '64']):
         with pytest.raises(SystemExit) as exit_info:
             get_flops.main(argv)

@@ -96,9 +96,10 @@ def test_cli_errors(capsys):
             export.main(argv)
         assert exit_info.value.code == code
     # Named before any export work: sizes under 32 pixels and opsets without half-pixel Resize.
-    for options, message in ((['--shape', '16'], '--shape 16: The input 16x16 is too small.*at least 32'),
-                             (['--check-shape', '64', '16'], '--check-shape 64 16: The input 64x16'),
-                             (['--opset', '9'], '--opset 9: .* needs opset 11 or later')):
+    for options, message in (
+            (['--shape', '16'], '--shape 16: The input 16x16 is too small.*at least 32'),
+            (['--check-shape', '64', '16'], '--check-shape 64 16: The input 64x16'),
+            (['--opset', '9'], '--opset 9: .* needs opset 11 or later')):
         with pytest.raises(SystemExit):
             export.main(['x.onnx', '--arch', 'lite_tiny', *options])
         assert re.search(message, capsys.readouterr().err)

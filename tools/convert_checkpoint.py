@@ -54,8 +54,11 @@ def verify(path: str) -> int:
     variant = (f"CoaT arch '{result.arch}'" if result.arch
                else 'not a published CoaT variant (or not CoaT)')
     if result.name_matches is False:
+        # Published content under another hash's name was renamed; anything else was changed.
+        cause = ('the file was renamed' if result.published else
+                 'the file is damaged or was modified')
         print(f'The file name says {result.name_hash} but the content hashes to '
-              f'{result.sha256[:8]}: the file is damaged or was modified.')
+              f'{result.sha256[:8]}: {cause}.')
     if result.published:
         arch, resolution = result.published
         print(f'OK: the published coat_{arch}_{result.sha256[:8]}.pth ({arch}, trained at '

@@ -6,7 +6,8 @@
 
 Pictures go to OUT_DIR/vis/<image name>; with --save-pred the raw predictions go to
 OUT_DIR/preds/<image name without its extension>.json. Existing ones are replaced only with
---force, and images whose outputs would share a name are refused. Built on mmdet's DetInferencer.
+--force, and images whose outputs would share a name are refused, as is a checkpoint that does
+not fit the config's model. Built on mmdet's DetInferencer.
 """
 import argparse
 import sys
@@ -18,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# Registers CoaT and lets weights-only torch.load read mmengine checkpoints.
-import coat_backbone.engine  # noqa: E402,F401
+# Importing the engine registers CoaT and lets weights-only torch.load read mmengine checkpoints.
+from coat_backbone.engine.hooks import check_checkpoint_fits  # noqa: E402
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -84,8 +85,17 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     from mmdet.apis import DetInferencer  # after the checks: importing mmdet takes seconds
 
-    inferencer = DetInferencer(model=args.config, weights=args.checkpoint, device=args.device,
-                               show_progress=False)
+    class CheckedDetInferencer(DetInferencer):
+        """mmdet loads the weights non-strictly: a backbone-only or ImageNet file, or one for
+        another class count, would draw random boxes. Refuse it, as tools/test.py does."""
+
+        def _load_weights_to_model(self, model, checkpoint, cfg):
+            if checkpoint is not None:
+                check_checkpoint_fits(model, checkpoint, args.checkpoint)
+            super()._load_weights_to_model(model, checkpoint, cfg)
+
+    inferencer = CheckedDetInferencer(model=args.config, weights=args.checkpoint,
+                                      device=args.device, show_progress=False)
     inferencer(images, out_dir=args.out_dir, pred_score_thr=args.score_thr,
                no_save_pred=not args.save_pred)
     print(f'Saved {len(images)} pictures to {Path(args.out_dir) / "vis"}')

@@ -120,7 +120,8 @@ if ! compgen -G "$wheel_dir/mmcv-*.whl" >/dev/null; then
     -w "$tmp_dir" "mmcv==$(pin mmcv)"
   mkdir -p "$(dirname "$wheel_dir")"
   # Move into place only when complete, so an interrupted build is never mistaken for a cached one.
-  rm -rf "$wheel_dir.partial"
+  # A folder left without its wheel (deleted by hand) would take the new folder inside it.
+  rm -rf "$wheel_dir.partial" "$wheel_dir"
   mv "$tmp_dir" "$wheel_dir.partial"
   mv "$wheel_dir.partial" "$wheel_dir"
 else

@@ -65,7 +65,7 @@ def load_classifier(path: str, arch: Optional[Union[str, dict]] = None,
     checkpoint = read_checkpoint(path)
     if use_raw_weights:
         checkpoint = dict(state_dict=raw_weights(checkpoint, path))
-    state_dict, unwrapped = extract_state_dict(checkpoint)
+    state_dict, unwrapped = extract_state_dict(checkpoint, source=path)
     weights = 'raw weights of the EMA run' if use_raw_weights else unwrapped
     return model_from_state_dict(state_dict, f'{path} ({weights})', arch, classifier=True,
                                  arch_hint='; tools/eval_cls.py takes --arch or --config')

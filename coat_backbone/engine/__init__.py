@@ -1,8 +1,9 @@
 """Training and testing support for tools/train.py, tools/test.py and tools/dist_*.sh.
 
-Importing it registers `AtomicCheckpointHook`, `NonFiniteLossHook` and `CheckpointFitsModelHook` in
-mmengine's root `HOOKS` registry (so mmdet and mmseg configs find them) and lets weights-only `torch.load` read mmengine's
-own checkpoints (see `serialization`). It needs neither mmdet/mmseg nor mmcv.
+Importing it registers `AtomicCheckpointHook`, `NonFiniteLossHook` and `CheckpointFitsModelHook`
+in mmengine's root `HOOKS` registry (so mmdet and mmseg configs find them) and lets weights-only
+`torch.load` read mmengine's own checkpoints (see `serialization`). It needs neither mmdet/mmseg
+nor mmcv.
 """
 from .hooks import (AtomicCheckpointHook, CheckpointFitsModelHook, NonFiniteLossError,
                     NonFiniteLossHook)

@@ -90,12 +90,20 @@ def _dump_results(cfg: Config, out: str, force: bool) -> None:
                           [evaluators, dump])
 
 
-def _enable_visualization(cfg: Config, show: bool, show_dir: Optional[str],
-                          wait_time: float) -> None:
+def _enable_visualization(cfg: Config, show: bool, show_dir: Optional[str], wait_time: float,
+                          force: bool) -> None:
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None:
         raise ValueError('--show / --show-dir need default_hooks.visualization in the config '
                          '(DetVisualizationHook or SegVisualizationHook).')
+    # mmdet puts a relative --show-dir under <work_dir>/<timestamp>, a new folder each run; an
+    # absolute one, and mmseg's, are used as given, where a second run's pictures (same names)
+    # would replace the first's.
+    in_new_folder = cfg.get('default_scope') == 'mmdet' and not osp.isabs(show_dir or '.')
+    used_before = bool(show_dir) and osp.isdir(show_dir) and bool(os.listdir(show_dir))
+    if used_before and not in_new_folder and not force:
+        raise FileExistsError(f'--show-dir {show_dir} holds earlier pictures, which this run '
+                              f'would replace; choose another folder or pass --force.')
     hook['draw'] = True
     if show:
         hook['show'] = True
@@ -116,7 +124,8 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='also save the raw predictions: a .pkl file (mmdet) or a '
                         'folder of prediction maps (mmseg)')
-    parser.add_argument('--force', action='store_true', help='replace an existing --out')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing --out, or pictures in --show-dir')
     parser.add_argument('--show', action='store_true', help='display each prediction')
     parser.add_argument('--show-dir', help='save pictures of the predictions here (mmdet: '
                         'relative to <work_dir>/<timestamp>)')
@@ -133,6 +142,6 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     if args.out:
         _dump_results(cfg, args.out, args.force)
     if args.show or args.show_dir:
-        _enable_visualization(cfg, args.show, args.show_dir, args.wait_time)
+        _enable_visualization(cfg, args.show, args.show_dir, args.wait_time, args.force)
     adapt_to_machine(cfg)
     build_runner(cfg).test()

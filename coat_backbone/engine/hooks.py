@@ -1,5 +1,6 @@
 """Hooks that make long detection and segmentation runs safe to interrupt and resume, and keep
-tools/test.py from evaluating a checkpoint that does not fit the model.
+tools/test.py from evaluating a checkpoint that does not fit the model (`check_checkpoint_fits`,
+which tools/demo.py uses too).
 
 All are registered in mmengine's root `HOOKS` registry, so mmdet and mmseg configs find them
 without a scope prefix once `coat_backbone` is imported (`custom_imports`).
@@ -166,6 +167,30 @@ class NonFiniteLossHook(Hook):
             f'(optim_wrapper.clip_grad=dict(max_norm=...)), and check the data of this batch.')
 
 
+def check_checkpoint_fits(model: torch.nn.Module, checkpoint: dict, source: str) -> None:
+    """Raise `CheckpointError` when `checkpoint` (as read from `source`) lacks weights of `model`
+    or holds them in other shapes, which mmengine's non-strict loading would let through."""
+    expected = model.state_dict()
+    # The key revision mmengine applies when it loads: DataParallel's `module.` prefix.
+    found = {re.sub(r'^module\.', '', key): value
+             for key, value in checkpoint.get('state_dict', checkpoint).items()}
+    missing = [key for key in expected if key not in found]
+    if missing:
+        raise CheckpointError(
+            f'{source} lacks {len(missing)} of the {len(expected)} weights of this config\'s '
+            f'model ({", ".join(missing[:4])}, ...). Use a checkpoint that tools/train.py wrote '
+            f'with this config; ImageNet and backbone files only initialise training '
+            f'(init_cfg=dict(type=\'Pretrained\', checkpoint=...)).')
+    reshaped = [f'{key}: checkpoint {tuple(found[key].shape)} vs model {tuple(value.shape)}'
+                for key, value in expected.items()
+                if getattr(found[key], 'shape', value.shape) != value.shape]
+    if reshaped:
+        raise CheckpointError(
+            f'{source} holds {len(reshaped)} weights in other shapes than this config\'s model '
+            f'({"; ".join(reshaped[:3])}, ...): it was trained with another config (another '
+            f'number of classes?). Use it with that config.')
+
+
 @HOOKS.register_module()
 class CheckpointFitsModelHook(Hook):
     """Stop before a checkpoint that lacks weights of the model, or has them in other shapes,
@@ -180,23 +205,4 @@ class CheckpointFitsModelHook(Hook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        expected = model.state_dict()
-        # The key revision mmengine applies when it loads: DataParallel's `module.` prefix.
-        found = {re.sub(r'^module\.', '', key): value
-                 for key, value in checkpoint.get('state_dict', checkpoint).items()}
-        missing = [key for key in expected if key not in found]
-        if missing:
-            raise CheckpointError(
-                f'{runner.cfg.get("load_from")} lacks {len(missing)} of the {len(expected)} '
-                f'weights of this config\'s model ({", ".join(missing[:4])}, ...). Test a '
-                f'checkpoint that tools/train.py wrote with this config; ImageNet and backbone '
-                f'files only initialise training (init_cfg=dict(type=\'Pretrained\', '
-                f'checkpoint=...)).')
-        reshaped = [f'{key}: checkpoint {tuple(found[key].shape)} vs model {tuple(value.shape)}'
-                    for key, value in expected.items()
-                    if getattr(found[key], 'shape', value.shape) != value.shape]
-        if reshaped:
-            raise CheckpointError(
-                f'{runner.cfg.get("load_from")} holds {len(reshaped)} weights in other shapes '
-                f'than this config\'s model ({"; ".join(reshaped[:3])}, ...): it was trained with '
-                f'another config (another number of classes?). Test it with that config.')
+        check_checkpoint_fits(model, checkpoint, runner.cfg.get('load_from'))

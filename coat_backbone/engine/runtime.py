@@ -183,4 +183,3 @@ def build_runner(cfg: Config) -> Runner:
 def set_local_rank(local_rank: int) -> None:
     """`torch.distributed.launch` passes `--local-rank`; torchrun sets LOCAL_RANK itself."""
     os.environ.setdefault('LOCAL_RANK', str(local_rank))
-
