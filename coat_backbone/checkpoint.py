@@ -174,6 +174,11 @@ def _alias_groups(model: nn.Module) -> List[List[str]]:
     return [names for names in groups.values() if len(names) > 1]
 
 
+def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal shapes and values, NaN equal to NaN (the copies of a diverged run's weights agree)."""
+    return a.shape == b.shape and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
+
+
 def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
     """The published variant whose shapes and depths the state dict has, if any."""
     from .coat import ARCH_SETTINGS  # coat.py imports this module: import here to avoid a cycle
@@ -240,7 +245,7 @@ def match_state_dict(model: nn.Module, state_dict: StateDict, new_head: bool = F
         present = [name for name in names if name in state_dict]
         # One module in CoaT: loading would silently keep whichever copy comes last.
         conflicts += [f'{present[0]} vs {name}' for name in present[1:]
-                      if not torch.equal(state_dict[name], state_dict[present[0]])]
+                      if not _same_values(state_dict[name], state_dict[present[0]])]
         for name in names:
             if present and name not in state_dict:
                 state_dict[name] = state_dict[present[0]]

@@ -71,7 +71,7 @@ def convert_checkpoint(source: PathLike, to: str = 'backbone',
     """
     if to not in FORMATS:
         raise ValueError(f'Unknown format {to!r}: choose one of {FORMATS}.')
-    source = str(source)
+    source = os.path.expanduser(str(source))
     checkpoint = read_checkpoint(source)
     meta = dict(converted_from=os.path.basename(source), source_sha256=sha256_of(source),
                 coat_format=to)
@@ -98,7 +98,7 @@ def write_atomically(path: PathLike, write: Callable[[Path], None], force: bool 
     temporary file to its final path (content-addressed names). Returns the final path.
     """
     path = Path(path)
-    protected = {Path(p).resolve() for p in protected}
+    protected = {Path(p).expanduser().resolve() for p in protected}
 
     def check(final: Path) -> None:
         if final.resolve() in protected:
@@ -149,7 +149,7 @@ class Verification:
 
 def verify_checkpoint(path: PathLike) -> Verification:
     """Hash `path`, look it up among the published files and infer its variant from its weights."""
-    path = Path(path)
+    path = Path(path).expanduser()
     state_dict, _ = extract_state_dict(read_checkpoint(str(path)), source=str(path))
     sha256 = sha256_of(path)
     match = _NAME_HASH.search(path.stem)

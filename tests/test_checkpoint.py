@@ -142,6 +142,13 @@ def test_differing_copies_of_a_shared_module_are_refused(tmp_path):
                        r'mlp2\.fc1\.weight vs parallel_blocks\.0\.mlp3\.fc1\.weight'):
         load_coat_checkpoint(model, _save(tmp_path, state_dict))
     _assert_loaded(model, before)  # all or nothing
+    # NaN in every copy (a diverged run's weights): copies that agree.
+    for key in state_dict:
+        if key.startswith('parallel_blocks.0.mlp'):  # mlp2, mlp3 and mlp4: one shared module
+            state_dict[key].fill_(float('nan'))
+    state_dict['serial_blocks1.0.cpe.proj.weight'] = state_dict['cpe1.proj.weight']
+    load_coat_checkpoint(model, _save(tmp_path, state_dict))
+    assert torch.isnan(model.parallel_blocks[0].mlp4.fc2.weight).all()
 
 
 def test_a_path_under_home_is_expanded(tmp_path, monkeypatch):

@@ -78,8 +78,8 @@ def test_test_tool_saves_prediction_maps(trained_upernet, seg_shapes, tmp_path):
                    '--show-dir', str(pictures), '--cfg-options', 'visualizer.name=seg_show_dir'])
     assert len(list(pictures.rglob('*.png'))) == len(list(images.iterdir()))
     # mmseg names pictures after the image, so a second run would replace them: refused.
-    with pytest.raises(FileExistsError, match=f'--show-dir {pictures} holds earlier pictures.*'
-                       '--force'):
+    with pytest.raises(FileExistsError, match=f'--show-dir {pictures} is not empty.*'
+                       'replace pictures.*--force'):
         cli.test_main([str(config), str(work_dir / 'iter_2.pth'), '--work-dir',
                        str(tmp_path / 'w3'), '--show-dir', str(pictures)])
 

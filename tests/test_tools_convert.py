@@ -114,7 +114,7 @@ def test_publish_names_by_content_and_never_overwrites(official, tmp_path, capsy
     _no_leftovers(tmp_path)
 
 
-def test_existing_files_and_the_input_are_never_lost(official, tmp_path, capsys):
+def test_existing_files_and_the_input_are_never_lost(official, tmp_path, capsys, monkeypatch):
     path, _ = official
     out = tmp_path / 'mine.pth'
     out.write_bytes(b'precious')
@@ -126,6 +126,11 @@ def test_existing_files_and_the_input_are_never_lost(official, tmp_path, capsys)
     assert convert.main([str(path), str(path), '--arch', ARCH, '--force']) == 2
     assert 'is an input' in capsys.readouterr().err
     assert path.read_bytes() == original
+    monkeypatch.setenv('HOME', str(path.parent))  # a quoted `~`, expanded as by mmengine
+    home_path = f'~/{path.name}'
+    assert convert.main([home_path, str(path), '--arch', ARCH, '--force']) == 2
+    assert 'is an input' in capsys.readouterr().err
+    assert convert.main([home_path, str(tmp_path / 'from_home.pth'), '--arch', ARCH]) == 0
     folder = tmp_path / 'outputs'
     (folder / 'kept.txt').parent.mkdir()
     (folder / 'kept.txt').write_text('mine')
@@ -146,6 +151,9 @@ def test_verify(monkeypatch, tmp_path, capsys):
     assert convert.main([str(path), '--verify']) == 1
     out = capsys.readouterr().out
     assert digest in out and 'Not a published file' in out and "CoaT arch 'lite_test'" in out
+    monkeypatch.setenv('HOME', str(tmp_path))  # a quoted `~` is expanded, as by mmengine
+    assert convert.main(['~/coat_lite_test.pth', '--verify']) == 1
+    assert digest in capsys.readouterr().out
 
     monkeypatch.setitem(conversion.PUBLISHED, digest[:8], ('lite_test', 224))
     assert convert.main([str(path), '--verify']) == 0

@@ -102,8 +102,9 @@ def _enable_visualization(cfg: Config, show: bool, show_dir: Optional[str], wait
     in_new_folder = cfg.get('default_scope') == 'mmdet' and not osp.isabs(show_dir or '.')
     used_before = bool(show_dir) and osp.isdir(show_dir) and bool(os.listdir(show_dir))
     if used_before and not in_new_folder and not force:
-        raise FileExistsError(f'--show-dir {show_dir} holds earlier pictures, which this run '
-                              f'would replace; choose another folder or pass --force.')
+        raise FileExistsError(f'--show-dir {show_dir} is not empty, and this run would replace '
+                              f'pictures of the same names there; choose a new folder or pass '
+                              f'--force.')
     hook['draw'] = True
     if show:
         hook['show'] = True
