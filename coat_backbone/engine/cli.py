@@ -99,9 +99,9 @@ def _enable_visualization(cfg: Config, show: bool, show_dir: Optional[str], wait
     # mmdet puts a relative --show-dir under <work_dir>/<timestamp>, a new folder each run; an
     # absolute one, and mmseg's, are used as given, where a second run's pictures (same names)
     # would replace the first's.
-    in_new_folder = cfg.get('default_scope') == 'mmdet' and not osp.isabs(show_dir or '.')
-    used_before = bool(show_dir) and osp.isdir(show_dir) and bool(os.listdir(show_dir))
-    if used_before and not in_new_folder and not force:
+    used_as_given = cfg.get('default_scope') != 'mmdet' or osp.isabs(show_dir or '')
+    if (show_dir and used_as_given and not force and osp.isdir(show_dir)
+            and os.listdir(show_dir)):
         raise FileExistsError(f'--show-dir {show_dir} is not empty, and this run would replace '
                               f'pictures of the same names there; choose a new folder or pass '
                               f'--force.')
