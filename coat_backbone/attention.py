@@ -73,16 +73,18 @@ def attention_modules(model: CoaT) -> Dict[int, List[Tuple[str, FactorAttnConvRe
 @torch.no_grad()
 def capture_attention(model: CoaT, image: torch.Tensor, block: int = -1
                       ) -> Tuple[Dict[int, AttentionRecord], List[torch.Tensor]]:
-    """Run `model` on `image` (1, C, H, W) and record, for each scale, the attention numbered
-    `block` in `attention_modules` order (-1: the last). Also returns each scale's (C, h, w)
-    feature map of the first image (class token removed)."""
+    """Run `model` on `image` (1, C, H, W) and record, for each scale that has it, the attention
+    numbered `block` in `attention_modules` order (-1: the last). Scale 1 of a non-Lite arch has
+    only its serial blocks, so a parallel block's number skips it. Also returns each scale's
+    (C, h, w) feature map of the first image (class token removed)."""
     sizes = grid_sizes(*image.shape[-2:])
-    selected = {}
-    for scale, modules in attention_modules(model).items():
-        if not -len(modules) <= block < len(modules):
-            raise ValueError(f'Scale {scale} has {len(modules)} attentions; block={block} is out '
-                             f'of range.')
-        selected[scale] = modules[block]
+    modules_of_scale = attention_modules(model)
+    selected = {scale: modules[block] for scale, modules in modules_of_scale.items()
+                if -len(modules) <= block < len(modules)}
+    if not selected:
+        counts = ', '.join(f'scale {scale}: {len(modules)}'
+                           for scale, modules in modules_of_scale.items())
+        raise ValueError(f'block={block} is out of range: the scales have {counts} attentions.')
     records: Dict[int, AttentionRecord] = {}
     handles = []
     for scale, (name, attention) in selected.items():

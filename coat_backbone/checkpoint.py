@@ -11,16 +11,19 @@ Accepted files:
 Files are read with `torch.load(weights_only=True)`, so loading a checkpoint never runs code;
 in zip-format files (every `torch.save` since torch 1.6) metadata objects (optimizer args, log
 buffers) are replaced by inert placeholders. Older, non-zip files must hold only weights and plain
-containers, or be re-saved with a current torch.
+containers, or be re-saved with a current torch. An http(s) URL is downloaded once into torch
+hub's checkpoint cache, where mmengine's and timm's loaders keep theirs.
 Loading is all or nothing: another variant's weights, missing keys or foreign keys raise
 `CheckpointError` naming them, and a file that cannot be read names its path.
 """
+import os
 import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from urllib.parse import urlparse
 
 import torch
 import torch.nn as nn
@@ -73,9 +76,29 @@ def _inert_metadata(path: str) -> Iterator[None]:
         torch.serialization.add_safe_globals(saved)
 
 
-def read_checkpoint(path: str) -> dict:
+def _cached_download(url: str) -> str:
+    """The local copy of `url` in torch hub's checkpoint cache, downloaded if it is not there.
+
+    Distributed ranks may download at once on first use: each writes its own temporary file,
+    renamed into place when complete, so none reads a partial file.
+    """
+    cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path))
+    if not osp.isfile(cached):
+        os.makedirs(osp.dirname(cached), exist_ok=True)
+        print_log(f'Downloading {url} to {cached}', logger='current')
+        try:
+            torch.hub.download_url_to_file(url, cached)
+        except OSError as error:  # urllib's HTTPError and URLError included
+            raise CheckpointError(
+                f'Could not download checkpoint {url} ({error}). Check the address and the '
+                f'network, or download the file yourself and give its local path.') from error
+    return cached
+
+
+def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     """Load a checkpoint with `weights_only=True`; metadata objects come back as inert
     placeholders, tensors and plain containers as they are."""
+    path = os.fspath(path)
     scheme = re.match(r'(open-?mmlab|torchvision|modelzoo|mmcls|mmpretrain)://', path)
     if scheme:
         # mmseg's ResNet bases set model.pretrained='open-mmlab://resnet50_v1c', which the
@@ -85,6 +108,10 @@ def read_checkpoint(path: str) -> dict:
             f'it comes from an mmseg base config, set model.pretrained=None in your config and '
             f'give CoaT weights in backbone.init_cfg.')
     path = osp.expanduser(path)  # as mmengine's own loader does
+    again = 'download or copy it again'
+    if urlparse(path).scheme in ('http', 'https'):
+        url, path = path, _cached_download(path)
+        again = f'delete it to download {url} again'
     try:
         with get_local_path(path) as local_path, _inert_metadata(local_path):
             return torch.load(local_path, map_location='cpu', weights_only=True)
@@ -97,7 +124,7 @@ def read_checkpoint(path: str) -> dict:
     except PermissionError as error:
         raise CheckpointError(f'Checkpoint {path} cannot be read ({error}); fix its permissions '
                               f'or copy it somewhere readable.') from error
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as error:
+    except Exception as error:  # damaged bytes raise anything from IndexError to struct.error
         # Every global of a zip-format file is made inert above, so a refused one means the
         # legacy format, whose globals torch cannot list before loading.
         unsupported = re.search(r'Unsupported global: GLOBAL (\S+)', str(error))
@@ -117,7 +144,7 @@ def read_checkpoint(path: str) -> dict:
                 f'weights_only=False)[KEY], new_path), KEY being the key that holds the weights.'
             ) from error
         raise CheckpointError(f'Checkpoint {path} is corrupt or truncated ({error}); '
-                              f'download or copy it again.') from error
+                              f'{again}.') from error
 
 
 def extract_state_dict(checkpoint: Mapping, prefix: Optional[str] = None,
@@ -279,11 +306,12 @@ def match_state_dict(model: nn.Module, state_dict: StateDict, new_head: bool = F
     return state_dict, dropped
 
 
-def load_coat_checkpoint(model: nn.Module, path: str, prefix: Optional[str] = None,
-                         new_head: bool = False) -> None:
+def load_coat_checkpoint(model: nn.Module, path: Union[str, os.PathLike],
+                         prefix: Optional[str] = None, new_head: bool = False) -> None:
     """Read `path` in any accepted format and load it into `model` strictly (all or nothing).
     `new_head`: keep a classifier's own (new) `head` instead of the file's, to fine-tune to
     another class count."""
+    path = os.fspath(path)
     state_dict, unwrapped = extract_state_dict(read_checkpoint(path), prefix, source=path)
     load_matched(model, state_dict, f'{path} ({unwrapped})', type(model).__name__, new_head)
 

@@ -17,7 +17,7 @@ registry (`ARCH_SETTINGS`). Checkpoint handling lives in `coat_backbone.checkpoi
 from itertools import accumulate
 from numbers import Integral, Real
 from operator import mul
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -226,6 +226,10 @@ class CoaT(BaseModule):
         in_channels: input image channels.
         out_indices: which scales (0-3, strides 4/8/16/32) to return; an int returns one. They
             come from high to low resolution whatever the order given, as mmdet's backbones do.
+            Modules no returned scale depends on keep their weights (checkpoints load and save
+            whole) but do not train, and do not run where they come after the last returned
+            scale: Lite archs stop there, the others run all four scales for their parallel
+            blocks (or one, for out_indices=0).
         qkv_bias: bias in the attention's qkv projection (True in every published variant).
         drop_path_rate: stochastic depth, the SAME rate for every block (official semantics).
         frozen_stages: number of leading scales to freeze (-1 or 0: none, 4: all). Freezing scale i
@@ -239,6 +243,8 @@ class CoaT(BaseModule):
             format that `coat_backbone.checkpoint` accepts, optionally with `prefix=` and, for a
             classifier fine-tuned to another class count, `new_head=True`; anything else goes to
             mmengine.
+        **unexpected: refused, naming them: mostly another backbone's settings (ResNet's depth,
+            num_stages, ...) merged in from a base config that needs `_delete_=True`.
     """
 
     def __init__(self,
@@ -250,7 +256,14 @@ class CoaT(BaseModule):
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  pretrained: Optional[str] = None,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 **unexpected: Any) -> None:
+        if unexpected:
+            raise TypeError(
+                f'CoaT takes no {", ".join(sorted(unexpected))}. If your config\'s backbone '
+                f'inherits another backbone from a base config (mmdet\'s and mmseg\'s ResNet '
+                f'bases set depth, num_stages, style, ...), those settings were merged into '
+                f'CoaT\'s: replace them with backbone=dict(_delete_=True, type=\'CoaT\', ...).')
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError(
@@ -268,6 +281,9 @@ class CoaT(BaseModule):
         self.parallel_depth = self.arch_settings['parallel_depth']
         self.out_indices = _check_out_indices(out_indices)
         self.out_channels = [embed_dims[i] for i in self.out_indices]
+        # Scales after the last returned are not run, unless parallel blocks mix them into it.
+        self.num_scales_run = (4 if self.parallel_depth > 0 and self.out_indices[-1] > 0
+                               else self.out_indices[-1] + 1)
         if not (_is_int(frozen_stages) and -1 <= frozen_stages <= 4):
             raise ValueError(f'frozen_stages={frozen_stages!r} is out of range: use an int, -1 or '
                              f'0 (none) up to 4 (all scales).')
@@ -360,13 +376,29 @@ class CoaT(BaseModule):
             modules += [block.mlp2 for block in self.parallel_blocks]
         return modules
 
+    def _idle_modules(self) -> List[nn.Module]:
+        """Modules that no returned scale depends on (see out_indices). They would get no
+        gradient, which DistributedDataParallel refuses by default, so they do not train."""
+        modules: List[nn.Module] = []
+        for scale in range(self.num_scales_run + 1, 5):
+            modules += [getattr(self, f'{name}{scale}')
+                        for name in ('patch_embed', 'cpe', 'crpe', 'serial_blocks')]
+        if self.parallel_depth > 0 and self.num_scales_run < 4:
+            modules.append(self.parallel_blocks)
+        elif self.parallel_depth > 0:
+            # The last parallel block's MLP branch of a scale only feeds that scale's output.
+            modules += [getattr(self.parallel_blocks[-1], f'norm2{scale}')
+                        for scale in (2, 3, 4) if scale - 1 not in self.out_indices]
+        return modules
+
     def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
+        for module in self._frozen_modules() + self._idle_modules():
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False
-        for scale in range(1, max(self.frozen_stages, 0) + 1):
-            getattr(self, f'cls_token{scale}').requires_grad = False
+        for scale in range(1, 5):
+            if scale <= self.frozen_stages or scale > self.num_scales_run:
+                getattr(self, f'cls_token{scale}').requires_grad = False
 
     def train(self, mode: bool = True) -> 'CoaT':
         super().train(mode)
@@ -384,15 +416,21 @@ class CoaT(BaseModule):
         xs = [getattr(self, f'cpe{scale}')(x, size) for scale, x, size in zip((2, 3, 4), xs, sizes)]
         return block(xs, sizes)
 
-    def forward_tokens(self, x: torch.Tensor) -> Tuple[List[torch.Tensor], List[Size]]:
-        """All four scales as (B, 1 + H*W, C) tokens (class token first) and their grid sizes."""
+    def forward_tokens(self, x: torch.Tensor, num_scales: int = 4
+                       ) -> Tuple[List[torch.Tensor], List[Size]]:
+        """The first `num_scales` scales (all four by default) as (B, 1 + H*W, C) tokens (class
+        token first) and their grid sizes. The parallel blocks of non-Lite archs need scales 2-4,
+        so those run 1 or 4 scales."""
         if x.dim() != 4:
             raise ValueError(f'CoaT takes a batch of images (B, C, H, W), got shape '
                              f'{tuple(x.shape)}; add the batch dimension: x.unsqueeze(0).')
         grid_sizes(*x.shape[-2:])  # a clear error for inputs under 32 pixels
+        if num_scales not in ((1, 4) if self.parallel_depth > 0 else (1, 2, 3, 4)):
+            raise ValueError(f'num_scales={num_scales}: a Lite arch runs 1 to 4 scales, the '
+                             f'others 1 or 4 (their parallel blocks mix scales 2-4).')
         tokens: List[torch.Tensor] = []
         sizes: List[Size] = []
-        for i in range(4):
+        for i in range(num_scales):
             scale = i + 1
             if i > 0:
                 x = tokens_to_map(tokens[-1], sizes[-1]).contiguous()
@@ -403,7 +441,7 @@ class CoaT(BaseModule):
                 x = self._run(block, x, size)
             tokens.append(x)
             sizes.append(size)
-        if self.parallel_depth > 0:
+        if self.parallel_depth > 0 and num_scales == 4:
             coscale = tokens[1:]
             for block in self.parallel_blocks:
                 coscale = self._run(self._parallel_step, block, coscale, sizes[1:])
@@ -412,7 +450,7 @@ class CoaT(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Returns the NCHW maps of `out_indices` (class tokens removed, no output norm)."""
-        tokens, sizes = self.forward_tokens(x)
+        tokens, sizes = self.forward_tokens(x, self.num_scales_run)
         return tuple(tokens_to_map(tokens[i], sizes[i]).contiguous() for i in self.out_indices)
 
 

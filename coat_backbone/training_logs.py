@@ -53,20 +53,20 @@ class RunLog:
         return self.val[key], self.val_unit
 
 
-def find_scalars_file(path: Union[str, Path]) -> Path:
-    """The scalar log of `path`: the file itself, a `vis_data` folder, a `<timestamp>` folder,
-    or a work_dir (its latest `<timestamp>` run; a resumed run starts a new one)."""
+def find_scalars_files(path: Union[str, Path]) -> List[Path]:
+    """The scalar logs of `path`: the file itself, a `vis_data` folder, a `<timestamp>` folder,
+    or a work_dir: all its `<timestamp>` runs in order (a resumed run starts a new one)."""
     path = Path(path)
     if path.is_file():
-        return path
+        return [path]
     for candidate in (path / 'scalars.json', path / 'vis_data' / 'scalars.json'):
         if candidate.is_file():
-            return candidate
+            return [candidate]
     if path.is_dir():
         runs = sorted(child for child in path.iterdir() if _TIMESTAMP.match(child.name)
                       and (child / 'vis_data' / 'scalars.json').is_file())
         if runs:
-            return runs[-1] / 'vis_data' / 'scalars.json'
+            return [run / 'vis_data' / 'scalars.json' for run in runs]
     raise FileNotFoundError(
         f'No mmengine scalar log at {path}: give a work_dir, a <timestamp> folder of it, its '
         f'vis_data folder or the scalars.json file. The log is written by LocalVisBackend '
@@ -80,10 +80,8 @@ def _run_name(scalars_file: Path) -> str:
     return scalars_file.stem
 
 
-def read_run_log(path: Union[str, Path], name: Optional[str] = None) -> RunLog:
-    """Parse a run's scalar log (see `find_scalars_file` for what `path` may be)."""
-    scalars_file = find_scalars_file(path)
-    log = RunLog(name=name or _run_name(scalars_file), path=scalars_file)
+def _read_records(scalars_file: Path) -> List[dict]:
+    records = []
     with open(scalars_file, encoding='utf-8') as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -95,18 +93,43 @@ def read_run_log(path: Union[str, Path], name: Optional[str] = None) -> RunLog:
                                  f'an mmengine scalars.json?') from None
             if not isinstance(record, dict):
                 raise ValueError(f'{scalars_file}, line {number}: expected a JSON object.')
-            is_train = 'iter' in record
-            if is_train:
-                log.last_epoch = max(log.last_epoch, record.get('epoch', 0))
-            x = record['iter'] if is_train else record.get('step', 0)
-            curves = log.train if is_train else log.val
-            for key, value in record.items():
-                if key not in _POSITION_KEYS and isinstance(value, (int, float)):
-                    xs, values = curves.setdefault(key, ([], []))
-                    xs.append(x)
-                    values.append(value)
+            records.append(record)
+    return records
+
+
+def _join_runs(runs: List[List[dict]]) -> List[dict]:
+    """One history from a work_dir's runs in order. A run that starts at iteration i (a resume
+    after i - 1, or i = 1 for a new run over the work_dir) supersedes all that the earlier runs
+    logged from their first training record at iteration i or later: the iterations a killed run
+    logged after its last checkpoint are logged again on resume."""
+    joined: List[dict] = []
+    for records in runs:
+        first_iter = next((record['iter'] for record in records if 'iter' in record), None)
+        if first_iter is not None:
+            joined = joined[:next((i for i, record in enumerate(joined)
+                                   if record.get('iter', -1) >= first_iter), len(joined))]
+        joined += records
+    return joined
+
+
+def read_run_log(path: Union[str, Path], name: Optional[str] = None) -> RunLog:
+    """Parse a run's scalar logs (see `find_scalars_files` for what `path` may be)."""
+    scalars_files = find_scalars_files(path)
+    where = scalars_files[0] if len(scalars_files) == 1 else Path(path)
+    log = RunLog(name=name or _run_name(scalars_files[0]), path=where)
+    for record in _join_runs([_read_records(file) for file in scalars_files]):
+        is_train = 'iter' in record
+        if is_train:
+            log.last_epoch = max(log.last_epoch, record.get('epoch', 0))
+        x = record['iter'] if is_train else record.get('step', 0)
+        curves = log.train if is_train else log.val
+        for key, value in record.items():
+            if key not in _POSITION_KEYS and isinstance(value, (int, float)):
+                xs, values = curves.setdefault(key, ([], []))
+                xs.append(x)
+                values.append(value)
     if not log.keys():
-        raise ValueError(f'{scalars_file} holds no scalars; did the run log anything yet?')
+        raise ValueError(f'{where} holds no scalars; did the run log anything yet?')
     # Validation records repeat some training keys (time, data_time): keep them apart.
     for key in set(log.train) & set(log.val):
         log.val[f'val/{key}'] = log.val.pop(key)

@@ -271,13 +271,74 @@ def test_classifier_needs_its_head(tmp_path):
         load_coat_checkpoint(CoaTClassifier(TINY_LITE), path)
 
 
+def test_a_path_object_loads_as_a_string_does(tmp_path):
+    state_dict = CoaT(TINY_LITE).state_dict()
+    path = tmp_path / 'weights.pth'
+    torch.save(state_dict, path)
+    model = CoaT(TINY_LITE)
+    load_coat_checkpoint(model, path)
+    _assert_loaded(model, state_dict)
+    from_init_cfg = CoaT(TINY_LITE, init_cfg=dict(type='Pretrained', checkpoint=path))
+    from_init_cfg.init_weights()
+    _assert_loaded(from_init_cfg, state_dict)
+
+
+@contextmanager
+def _http_server(folder) -> Iterator[str]:
+    """A local HTTP server for `folder`, standing in for a model hub; yields its base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(('127.0.0.1', 0),
+                                 functools.partial(QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f'http://127.0.0.1:{server.server_address[1]}'
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_url_is_downloaded_once_into_torch_hubs_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    served = tmp_path / 'served'
+    served.mkdir()
+    state_dict = CoaT(TINY_LITE).state_dict()
+    torch.save(state_dict, served / 'coat_lite_tiny.pth')
+    with _http_server(served) as base:
+        url = f'{base}/coat_lite_tiny.pth'
+        model = CoaT(TINY_LITE)
+        load_coat_checkpoint(model, url)
+        _assert_loaded(model, state_dict)
+        with pytest.raises(CheckpointError, match=r'Could not download checkpoint .*absent\.pth '
+                           r'\(HTTP Error 404.*download the file yourself'):
+            load_coat_checkpoint(CoaT(TINY_LITE), f'{base}/absent.pth')
+    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'coat_lite_tiny.pth'
+    assert cached.read_bytes() == (served / 'coat_lite_tiny.pth').read_bytes()
+    assert sorted(p.name for p in cached.parent.iterdir()) == ['coat_lite_tiny.pth']
+    model = CoaT(TINY_LITE)
+    load_coat_checkpoint(model, url)  # the server is gone: the cached copy serves
+    _assert_loaded(model, state_dict)
+    cached.write_bytes(b'an error page')
+    with pytest.raises(CheckpointError, match=f'{cached} is corrupt.*delete it to download {url}'):
+        load_coat_checkpoint(CoaT(TINY_LITE), url)
+
+
 def test_corrupt_truncated_and_missing_files_name_the_path(tmp_path):
     good = _save(tmp_path, CoaT(TINY_LITE).state_dict())
     truncated = tmp_path / 'truncated.pth'
     truncated.write_bytes(open(good, 'rb').read()[:2000])
     garbage = tmp_path / 'garbage.pth'
     garbage.write_bytes(b'not a checkpoint at all' * 10)
-    for path in (truncated, garbage):
+    error_page = tmp_path / 'error_page.pth'  # torch's unpickler raises IndexError on it
+    error_page.write_bytes(b'an error page')
+    for path in (truncated, garbage, error_page):
         with pytest.raises(CheckpointError, match=f'{path}.*corrupt or truncated'):
             load_coat_checkpoint(CoaT(TINY_LITE), str(path))
     with pytest.raises(CheckpointError, match='not found: .*absent.pth'):

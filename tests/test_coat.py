@@ -121,6 +121,52 @@ def test_every_parameter_gets_a_gradient(kind):
 
 
 @pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
+@pytest.mark.parametrize('out_indices', [(0, 1, 2), (0, 3), (1, ), (0, )])
+def test_only_what_the_outputs_need_trains(kind, out_indices):
+    torch.manual_seed(0)
+    full = CoaT(TINY_ARCHS[kind]).train()
+    partial = CoaT(TINY_ARCHS[kind], out_indices=out_indices).train()
+    partial.load_state_dict(full.state_dict())  # checkpoints load and save whole
+    image = torch.randn(2, 3, 96, 80)
+    features = partial(image)
+    for ours, i in zip(features, out_indices):
+        torch.testing.assert_close(ours, full(image)[i], rtol=0, atol=0)
+    sum(f.square().mean() for f in features).backward()
+    # What DDP needs: every parameter that trains gets a gradient, and only those.
+    for name, param in partial.named_parameters():
+        assert (param.grad is not None and param.grad.abs().sum() > 0) == param.requires_grad, name
+    idle = {name for name, param in partial.train().named_parameters() if not param.requires_grad}
+    last_scale = max(out_indices) + 1
+    runs_all = kind == 'parallel' and last_scale > 1
+    skips_scale_4 = not runs_all and last_scale < 4
+    assert any(name.startswith('serial_blocks4.') for name in idle) == skips_scale_4
+    assert (partial.num_scales_run == 4) == (runs_all or last_scale == 4)
+
+
+def test_forward_tokens_names_a_number_of_scales_it_cannot_run():
+    image = torch.randn(1, 3, 64, 64)
+    assert len(CoaT(TINY_LITE).forward_tokens(image, 2)[0]) == 2
+    for model, bad in ((CoaT(TINY_LITE), 0), (CoaT(TINY_LITE), 5), (CoaT(TINY_COAT), 2)):
+        with pytest.raises(ValueError, match=f'num_scales={bad}'):
+            model.forward_tokens(image, bad)
+
+
+def test_another_backbones_settings_name_delete(tmp_path):
+    from mmengine.config import Config
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmengine.registry import DefaultScope
+
+    config = tmp_path / 'user.py'
+    config.write_text("_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n"
+                      f"model = dict(backbone=dict(type='CoaT', arch={TINY_LITE!r}))\n")
+    backbone = Config.fromfile(str(config)).model.backbone
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        with pytest.raises(TypeError, match=r"CoaT takes no depth, norm_cfg, norm_eval, "
+                           r"num_stages, style\. .*backbone=dict\(_delete_=True, type='CoaT'"):
+            DET_MODELS.build(backbone)
+
+
+@pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
 def test_gradient_checkpointing_is_exact(kind, monkeypatch):
     torch.manual_seed(0)
     plain = CoaT(TINY_ARCHS[kind]).train()

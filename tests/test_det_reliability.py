@@ -234,6 +234,19 @@ def test_work_dir_never_replaces_the_users_config(tmp_path):
     with pytest.raises(NotADirectoryError, match='is a file; give a folder'):
         check_work_dir(str(own), str(base))
     assert own.read_text().startswith("_base_ = ['../base.py']")
+    # Any other file of the user's under the config's name is refused too, and kept.
+    notes = tmp_path / 'notes'
+    (notes / 'exp.py').mkdir(parents=True)  # a folder: refused as well
+    with pytest.raises(FileExistsError, match=r'exp.py is not a config mmengine wrote'):
+        check_work_dir(str(own), str(notes))
+    (notes / 'exp.py').rmdir()
+    (notes / 'exp.py').write_text('# my notes on the last run\n')
+    with pytest.raises(FileExistsError, match=r'notes/exp.py is not a config mmengine wrote, and '
+                       r'mmengine would replace it .*Move it out of the work dir'):
+        check_work_dir(str(own), str(notes))
+    assert (notes / 'exp.py').read_text() == '# my notes on the last run\n'
+    Config.fromfile(str(own)).dump(str(notes / 'exp.py'))  # an earlier run's copy: rewritten
+    check_work_dir(str(own), str(notes))
 
 
 def test_amp_and_auto_scale_lr_options_reach_the_runner(tmp_path, monkeypatch):

@@ -60,8 +60,13 @@ def test_block_selection_and_query_mapping():
         'parallel_blocks.1.factoratt_crpe3']
     records, _ = capture_attention(model, torch.randn(1, 3, 64, 64), block=0)
     assert records[3].name == 'serial_blocks3.0.factoratt_crpe'
-    with pytest.raises(ValueError, match='out of range'):
-        capture_attention(model, torch.randn(1, 3, 64, 64), block=5)
+    # A parallel block's number skips scale 1, which runs only its serial block.
+    records, _ = capture_attention(model, torch.randn(1, 3, 64, 64), block=2)
+    assert {scale: r.name for scale, r in records.items()} == {
+        scale: f'parallel_blocks.1.factoratt_crpe{scale}' for scale in (2, 3, 4)}
+    with pytest.raises(ValueError, match=r'block=3 is out of range: the scales have scale 1: 1, '
+                       r'scale 2: 3, scale 3: 3, scale 4: 3 attentions'):
+        capture_attention(model, torch.randn(1, 3, 64, 64), block=3)
     assert query_token(None, (64, 96), (16, 24), 4) == 0
     assert query_token((0, 0), (64, 96), (16, 24), 4) == 1
     assert query_token((95.9, 63.9), (64, 96), (16, 24), 4) == 16 * 24
@@ -138,6 +143,13 @@ def test_cli_checkpoint_and_class_token(picture, tmp_path, capsys):
     assert 'is outside the 90x60 image' in capsys.readouterr().err
     assert visualize.main(bad + ['--block', '3']) == 2
     assert 'out of range' in capsys.readouterr().err
+    # Block 1 exists at scale 2 only; --force drops the earlier run's pictures of other scales.
+    assert visualize.main([str(picture), str(tmp_path / 'ckpt'), '--arch', repr(TINY_LITE),
+                           '--block', '1', '--max-size', '64', '--dpi', '50', '--force']) == 0
+    assert sorted(p.name for p in (tmp_path / 'ckpt').iterdir()) == [
+        'attention_scale2.png', 'features.png']
+    assert 'Scale 1 has no attention numbered 1: no attention_scale1.png' in (
+        capsys.readouterr().out)
     assert visualize.main([str(tmp_path / 'missing.png')] + bad[1:]) == 2
     assert 'missing.png' in capsys.readouterr().err
     assert not (tmp_path / 'bad').exists()

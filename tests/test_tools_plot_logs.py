@@ -38,10 +38,8 @@ class _Metric(BaseMetric):
         return {'mAP': 1.0 / (1.0 + sum(results) / len(results))}
 
 
-@pytest.fixture(scope='module')
-def epoch_run(tmp_path_factory):
-    """A 3-epoch mmengine run validating every epoch, logging every 2 iterations."""
-    work_dir = tmp_path_factory.mktemp('work_dirs') / 'toy_epochs'
+def _train(work_dir, visualizer_name: str, **runner_args) -> None:
+    """3 epochs of a toy mmengine run validating every epoch, logging every 2 iterations."""
     data = [dict(inputs=torch.randn(2), targets=torch.randn(1)) for _ in range(8)]
     loader = dict(dataset=data, batch_size=2, sampler=dict(type='DefaultSampler', shuffle=False),
                   collate_fn=dict(type='default_collate'))
@@ -52,13 +50,19 @@ def epoch_run(tmp_path_factory):
         param_scheduler=dict(type='LinearLR', start_factor=0.1, by_epoch=False, end=6),
         train_cfg=dict(by_epoch=True, max_epochs=3, val_interval=1), val_cfg=dict(),
         default_hooks=dict(logger=dict(type='LoggerHook', interval=2),
-                           checkpoint=dict(type='CheckpointHook', interval=100)),
+                           checkpoint=dict(type='CheckpointHook', interval=1)),
         # Its own name: by default the visualizer is named after the start second, and a
         # Runner built in the same second by an earlier test would lend it its work_dir.
-        visualizer=dict(type='Visualizer', name='plot_logs_epoch_run',
+        visualizer=dict(type='Visualizer', name=visualizer_name,
                         vis_backends=[dict(type='LocalVisBackend')]),
-        default_scope=None, log_level='WARNING')
+        default_scope=None, log_level='WARNING', **runner_args)
     runner.train()
+
+
+@pytest.fixture(scope='module')
+def epoch_run(tmp_path_factory):
+    work_dir = tmp_path_factory.mktemp('work_dirs') / 'toy_epochs'
+    _train(work_dir, 'plot_logs_epoch_run')
     return work_dir
 
 
@@ -74,7 +78,7 @@ def iter_run(tmp_path):
 
 
 def test_reads_a_real_run(epoch_run):
-    log = read_run_log(epoch_run)  # the work_dir: its latest timestamp folder is found
+    log = read_run_log(epoch_run)  # the work_dir: its timestamp folder is found
     assert log.name == 'toy_epochs' and log.last_epoch == 3 and log.val_unit == 'epoch'
     assert {'loss', 'lr', 'toy/mAP'} <= set(log.keys())
     (epochs, values), unit = log.curve('toy/mAP')
@@ -84,6 +88,32 @@ def test_reads_a_real_run(epoch_run):
     # Validation logs its own time and data_time: kept apart from the training ones.
     assert 'time' in log.train and 'time' not in log.val
     assert log.curve('val/data_time')[0][0] == [1, 2, 3]
+
+
+def test_a_resumed_run_is_joined_to_what_came_before(epoch_run, tmp_path):
+    import shutil
+    import time
+
+    work_dir = tmp_path / 'resumed'
+    shutil.copytree(epoch_run, work_dir)
+    time.sleep(1)  # a new timestamp folder for the resumed run
+    # As after a kill in epoch 3: the earlier run logged iterations 10 and 12, and so does this.
+    _train(work_dir, 'plot_logs_resumed_run', resume=True,
+           load_from=str(work_dir / 'epoch_2.pth'))
+    first, resumed = sorted(work_dir.glob('*/vis_data/scalars.json'))
+    log = read_run_log(work_dir)
+    (iterations, losses), _ = log.curve('loss')
+    assert iterations == [2, 4, 6, 8, 10, 12]
+    assert losses[4:] == [json.loads(line)['loss'] for line in resumed.read_text().splitlines()
+                          if 'iter' in json.loads(line)]
+    assert log.curve('toy/mAP')[0][0] == [1, 2, 3] and log.path == work_dir
+    assert read_run_log(resumed.parent.parent).curve('loss')[0][0] == [10, 12]
+    # A new run over the work dir (--force) starts at iteration 1: it replaces the earlier ones.
+    fresh = tmp_path / 'fresh' / '20990101_000000' / 'vis_data'
+    fresh.mkdir(parents=True)
+    (fresh / 'scalars.json').write_text('{"loss": 0.5, "lr": 0.1, "epoch": 1, "iter": 2}\n')
+    shutil.copytree(first.parent.parent, tmp_path / 'fresh' / first.parent.parent.name)
+    assert read_run_log(tmp_path / 'fresh').curve('loss')[0] == ([2], [0.5])
 
 
 def test_metrics_logged_by_iteration_in_an_epoch_based_run(tmp_path):

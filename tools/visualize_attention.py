@@ -85,10 +85,14 @@ def main(argv: List[str]) -> int:
     except (CheckpointError, ValueError, OSError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    for scale, record in records.items():
-        path = plot_attention(rgb, record, point, args.heads,
-                              out_dir / f'attention_scale{scale}.png', dpi=args.dpi)
-        print(f'Wrote {path} ({record.name})')
+    for scale in range(1, 5):
+        path = out_dir / f'attention_scale{scale}.png'
+        if scale in records:
+            plot_attention(rgb, records[scale], point, args.heads, path, dpi=args.dpi)
+            print(f'Wrote {path} ({records[scale].name})')
+        else:
+            path.unlink(missing_ok=True)  # an earlier run's (--force): not this block's
+            print(f'Scale {scale} has no attention numbered {args.block}: no {path.name}')
     print(f"Wrote {plot_features(rgb, features, point, out_dir / 'features.png', dpi=args.dpi)}")
     return 0
 

@@ -48,8 +48,10 @@ def raw_weights(checkpoint: Mapping, path: str) -> StateDict:
     """
     ema = checkpoint.get('ema_state_dict')
     if not isinstance(ema, Mapping):
-        raise CheckpointError(f"{path} has no 'ema_state_dict': it was trained without EMA, so its "
-                              f'weights already are the raw ones; do not ask for raw weights.')
+        raise CheckpointError(
+            f"{path} has no 'ema_state_dict', where mmengine's EMAHook keeps the raw weights: the "
+            f"weights it holds are the raw ones (in an official file, 'model'; 'model_ema' is the "
+            f"average). Evaluate it without --raw-weights.")
     return {key[len('module.'):]: value for key, value in ema.items()
             if key.startswith('module.')}
 

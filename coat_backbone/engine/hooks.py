@@ -178,9 +178,10 @@ def check_checkpoint_fits(model: torch.nn.Module, checkpoint: dict, source: str)
     if missing:
         raise CheckpointError(
             f'{source} lacks {len(missing)} of the {len(expected)} weights of this config\'s '
-            f'model ({", ".join(missing[:4])}, ...). Use a checkpoint that tools/train.py wrote '
-            f'with this config; ImageNet and backbone files only initialise training '
-            f'(init_cfg=dict(type=\'Pretrained\', checkpoint=...)).')
+            f'model ({", ".join(missing[:4])}, ...). Use a checkpoint trained with this config. '
+            f'ImageNet and backbone files only initialise a detector\'s or segmentor\'s training '
+            f'(init_cfg=dict(type=\'Pretrained\', checkpoint=...)); tools/eval_cls.py evaluates '
+            f'official, timm and converted classifier files on ImageNet.')
     reshaped = [f'{key}: checkpoint {tuple(found[key].shape)} vs model {tuple(value.shape)}'
                 for key, value in expected.items()
                 if getattr(found[key], 'shape', value.shape) != value.shape]

@@ -83,22 +83,32 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
         + ' the new run another --work-dir, or pass --force to train over it.')
 
 
+def _written_by_mmengine(path: str) -> bool:
+    """A config the Runner dumped reads back to its own text, so rewriting it loses nothing."""
+    try:
+        with open(path, encoding='utf-8') as file:
+            return Config.fromfile(path).pretty_text == file.read()
+    except Exception:  # not a config at all (notes, a folder, a broken file): the user's
+        return False
+
+
 def check_work_dir(config: str, work_dir: str) -> None:
     """The Runner writes the merged config to `<work_dir>/<config file name>`: refuse a work_dir
-    that is a file, or one that holds the user's own config under that name (a config the Runner
-    wrote, which reads back to the same text, is merely rewritten)."""
+    that is a file, or one that holds anything but a config the Runner wrote under that name
+    (the user's config itself, or another file of theirs)."""
     if osp.exists(work_dir) and not osp.isdir(work_dir):
         raise NotADirectoryError(f'--work-dir {work_dir} is a file; give a folder.')
     dump = osp.join(work_dir, osp.basename(config))
-    if not (osp.isfile(dump) and osp.samefile(dump, config)):
+    if not osp.lexists(dump) or _written_by_mmengine(dump):
         return
-    with open(config, encoding='utf-8') as file:
-        written_by_mmengine = Config.fromfile(config).pretty_text == file.read()
-    if not written_by_mmengine:
+    if osp.isfile(dump) and osp.samefile(dump, config):
         raise FileExistsError(
             f'{config} lies in the work dir {work_dir}, where mmengine writes the merged config '
             f'under the same name, which would replace your file. Keep the config outside the '
             f'work dir, or give another --work-dir.')
+    raise FileExistsError(
+        f'{dump} is not a config mmengine wrote, and mmengine would replace it with the merged '
+        f'config {osp.basename(config)}. Move it out of the work dir, or give another --work-dir.')
 
 
 def enable_amp(cfg: Config) -> None:
