@@ -12,16 +12,18 @@ Files are read with `torch.load(weights_only=True)`, so loading a checkpoint nev
 in zip-format files (every `torch.save` since torch 1.6) metadata objects (optimizer args, log
 buffers) are replaced by inert placeholders. Older, non-zip files must hold only weights and plain
 containers, or be re-saved with a current torch. An http(s) URL is downloaded once into torch
-hub's checkpoint cache, where mmengine's and timm's loaders keep theirs.
+hub's checkpoint cache.
 Loading is all or nothing: another variant's weights, missing keys or foreign keys raise
 `CheckpointError` naming them, and a file that cannot be read names its path.
 """
+import hashlib
 import os
 import os.path as osp
 import pickle
 import re
 from collections import OrderedDict
 from contextlib import contextmanager
+from http.client import HTTPException
 from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlparse
 
@@ -79,16 +81,23 @@ def _inert_metadata(path: str) -> Iterator[None]:
 def _cached_download(url: str) -> str:
     """The local copy of `url` in torch hub's checkpoint cache, downloaded if it is not there.
 
+    The file is named after a hash of the whole URL as well as its file name: hubs serve many
+    models under one name (`pytorch_model.bin`), which must not share a cached file.
     Distributed ranks may download at once on first use: each writes its own temporary file,
     renamed into place when complete, so none reads a partial file.
     """
-    cached = osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(urlparse(url).path))
+    try:
+        name = osp.basename(urlparse(url).path) or 'checkpoint'
+    except ValueError as error:
+        raise CheckpointError(f'Checkpoint URL {url} is malformed ({error}).') from error
+    url_hash = hashlib.sha256(url.encode()).hexdigest()[:8]
+    cached = osp.join(torch.hub.get_dir(), 'checkpoints', f'{url_hash}-{name}')
     if not osp.isfile(cached):
         os.makedirs(osp.dirname(cached), exist_ok=True)
         print_log(f'Downloading {url} to {cached}', logger='current')
         try:
             torch.hub.download_url_to_file(url, cached)
-        except OSError as error:  # urllib's HTTPError and URLError included
+        except (OSError, ValueError, HTTPException) as error:  # network, HTTP, bad URLs
             raise CheckpointError(
                 f'Could not download checkpoint {url} ({error}). Check the address and the '
                 f'network, or download the file yourself and give its local path.') from error
@@ -109,7 +118,7 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
             f'give CoaT weights in backbone.init_cfg.')
     path = osp.expanduser(path)  # as mmengine's own loader does
     again = 'download or copy it again'
-    if urlparse(path).scheme in ('http', 'https'):
+    if path.startswith(('http://', 'https://')):
         url, path = path, _cached_download(path)
         again = f'delete it to download {url} again'
     try:

@@ -101,9 +101,11 @@ def _join_runs(runs: List[List[dict]]) -> List[dict]:
     """One history from a work_dir's runs in order. A run that starts at iteration i (a resume
     after i - 1, or i = 1 for a new run over the work_dir) supersedes all that the earlier runs
     logged from their first training record at iteration i or later: the iterations a killed run
-    logged after its last checkpoint are logged again on resume."""
+    logged after its last checkpoint are logged again on resume. Runs without training records
+    (a `runner.val()` of its own) are left out unless no run trained."""
+    training = [records for records in runs if any('iter' in record for record in records)]
     joined: List[dict] = []
-    for records in runs:
+    for records in training or runs:
         first_iter = next((record['iter'] for record in records if 'iter' in record), None)
         if first_iter is not None:
             joined = joined[:next((i for i, record in enumerate(joined)

@@ -308,23 +308,35 @@ def _http_server(folder) -> Iterator[str]:
 def test_a_url_is_downloaded_once_into_torch_hubs_cache(tmp_path, monkeypatch):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     served = tmp_path / 'served'
-    served.mkdir()
-    state_dict = CoaT(TINY_LITE).state_dict()
-    torch.save(state_dict, served / 'coat_lite_tiny.pth')
+    state_dicts = {}
+    for repo in ('a', 'b'):  # as on a model hub: the same file name in every repository
+        (served / repo).mkdir(parents=True)
+        torch.manual_seed(len(state_dicts))
+        state_dicts[repo] = CoaT(TINY_LITE).state_dict()
+        torch.save(state_dicts[repo], served / repo / 'pytorch_model.bin')
     with _http_server(served) as base:
-        url = f'{base}/coat_lite_tiny.pth'
-        model = CoaT(TINY_LITE)
-        load_coat_checkpoint(model, url)
-        _assert_loaded(model, state_dict)
+        for repo in ('a', 'b'):
+            model = CoaT(TINY_LITE)
+            load_coat_checkpoint(model, f'{base}/{repo}/pytorch_model.bin')
+            _assert_loaded(model, state_dicts[repo])
         with pytest.raises(CheckpointError, match=r'Could not download checkpoint .*absent\.pth '
                            r'\(HTTP Error 404.*download the file yourself'):
             load_coat_checkpoint(CoaT(TINY_LITE), f'{base}/absent.pth')
-    cached = tmp_path / 'torch_home' / 'hub' / 'checkpoints' / 'coat_lite_tiny.pth'
-    assert cached.read_bytes() == (served / 'coat_lite_tiny.pth').read_bytes()
-    assert sorted(p.name for p in cached.parent.iterdir()) == ['coat_lite_tiny.pth']
+        with pytest.raises(CheckpointError, match='Could not download checkpoint .*notaport'):
+            load_coat_checkpoint(CoaT(TINY_LITE), 'http://127.0.0.1:notaport/x.pth')
+        with pytest.raises(CheckpointError, match=r'URL http://\[::1/x.pth is malformed'):
+            load_coat_checkpoint(CoaT(TINY_LITE), 'http://[::1/x.pth')
+    url = f'{base}/a/pytorch_model.bin'
+    cache = tmp_path / 'torch_home' / 'hub' / 'checkpoints'
+    assert sorted(p.name.split('-', 1)[1] for p in cache.iterdir()) == ['pytorch_model.bin'] * 2
     model = CoaT(TINY_LITE)
-    load_coat_checkpoint(model, url)  # the server is gone: the cached copy serves
-    _assert_loaded(model, state_dict)
+    load_coat_checkpoint(model, url)  # the server is gone: the cached copies serve
+    _assert_loaded(model, state_dicts['a'])
+    model = CoaT(TINY_LITE)
+    load_coat_checkpoint(model, url.replace('/a/', '/b/'))
+    _assert_loaded(model, state_dicts['b'])
+    cached = next(p for p in cache.iterdir() if torch.equal(
+        torch.load(p, weights_only=True)['cls_token1'], state_dicts['a']['cls_token1']))
     cached.write_bytes(b'an error page')
     with pytest.raises(CheckpointError, match=f'{cached} is corrupt.*delete it to download {url}'):
         load_coat_checkpoint(CoaT(TINY_LITE), url)

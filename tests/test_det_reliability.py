@@ -237,16 +237,24 @@ def test_work_dir_never_replaces_the_users_config(tmp_path):
     # Any other file of the user's under the config's name is refused too, and kept.
     notes = tmp_path / 'notes'
     (notes / 'exp.py').mkdir(parents=True)  # a folder: refused as well
-    with pytest.raises(FileExistsError, match=r'exp.py is not a config mmengine wrote'):
+    with pytest.raises(FileExistsError, match=r'exp.py does not look like a config mmengine '
+                       r'wrote \(it does not read back as a config: IsADirectoryError'):
         check_work_dir(str(own), str(notes))
     (notes / 'exp.py').rmdir()
     (notes / 'exp.py').write_text('# my notes on the last run\n')
-    with pytest.raises(FileExistsError, match=r'notes/exp.py is not a config mmengine wrote, and '
-                       r'mmengine would replace it .*Move it out of the work dir'):
+    with pytest.raises(FileExistsError, match=r'notes/exp.py does not look like a config mmengine '
+                       r'wrote \(its text is not what mmengine writes for it\), and mmengine '
+                       r'would replace it .*Move it out of the work dir'):
         check_work_dir(str(own), str(notes))
     assert (notes / 'exp.py').read_text() == '# my notes on the last run\n'
     Config.fromfile(str(own)).dump(str(notes / 'exp.py'))  # an earlier run's copy: rewritten
     check_work_dir(str(own), str(notes))
+    # mmengine dumps a .yaml or .json config in its own format.
+    for suffix in ('.yaml', '.json'):
+        config = tmp_path / f'exp{suffix}'
+        Config(dict(model=dict(depth=50), lr=0.1)).dump(str(config))
+        Config.fromfile(str(config)).dump(str(notes / config.name))
+        check_work_dir(str(config), str(notes))
 
 
 def test_amp_and_auto_scale_lr_options_reach_the_runner(tmp_path, monkeypatch):

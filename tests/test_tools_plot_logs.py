@@ -108,6 +108,12 @@ def test_a_resumed_run_is_joined_to_what_came_before(epoch_run, tmp_path):
                           if 'iter' in json.loads(line)]
     assert log.curve('toy/mAP')[0][0] == [1, 2, 3] and log.path == work_dir
     assert read_run_log(resumed.parent.parent).curve('loss')[0][0] == [10, 12]
+    # A validation of its own (runner.val()) logs step 0: not part of the training history.
+    val_only = work_dir / '20990101_000000' / 'vis_data'
+    val_only.mkdir(parents=True)
+    (val_only / 'scalars.json').write_text('{"toy/mAP": 0.5, "step": 0}\n')
+    assert read_run_log(work_dir).curve('toy/mAP')[0][0] == [1, 2, 3]
+    assert read_run_log(val_only).curve('toy/mAP')[0] == ([0], [0.5])
     # A new run over the work dir (--force) starts at iteration 1: it replaces the earlier ones.
     fresh = tmp_path / 'fresh' / '20990101_000000' / 'vis_data'
     fresh.mkdir(parents=True)

@@ -83,13 +83,17 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
         + ' the new run another --work-dir, or pass --force to train over it.')
 
 
-def _written_by_mmengine(path: str) -> bool:
-    """A config the Runner dumped reads back to its own text, so rewriting it loses nothing."""
+def _unlike_an_mmengine_dump(path: str) -> Optional[str]:
+    """None if `path` is a config the Runner dumped (it reads back to its own text, in its own
+    format: .py, .json or .yaml), so rewriting it loses nothing; otherwise why it is not."""
     try:
         with open(path, encoding='utf-8') as file:
-            return Config.fromfile(path).pretty_text == file.read()
-    except Exception:  # not a config at all (notes, a folder, a broken file): the user's
-        return False
+            text = file.read()
+        if Config.fromfile(path).dump() == text:
+            return None
+        return 'its text is not what mmengine writes for it'
+    except Exception as error:  # notes, a folder, a broken config, a plugin no longer importable
+        return f'it does not read back as a config: {type(error).__name__}: {error}'
 
 
 def check_work_dir(config: str, work_dir: str) -> None:
@@ -99,7 +103,8 @@ def check_work_dir(config: str, work_dir: str) -> None:
     if osp.exists(work_dir) and not osp.isdir(work_dir):
         raise NotADirectoryError(f'--work-dir {work_dir} is a file; give a folder.')
     dump = osp.join(work_dir, osp.basename(config))
-    if not osp.lexists(dump) or _written_by_mmengine(dump):
+    why = _unlike_an_mmengine_dump(dump) if osp.lexists(dump) else None
+    if why is None:
         return
     if osp.isfile(dump) and osp.samefile(dump, config):
         raise FileExistsError(
@@ -107,8 +112,9 @@ def check_work_dir(config: str, work_dir: str) -> None:
             f'under the same name, which would replace your file. Keep the config outside the '
             f'work dir, or give another --work-dir.')
     raise FileExistsError(
-        f'{dump} is not a config mmengine wrote, and mmengine would replace it with the merged '
-        f'config {osp.basename(config)}. Move it out of the work dir, or give another --work-dir.')
+        f'{dump} does not look like a config mmengine wrote ({why}), and mmengine would replace '
+        f'it with the merged config {osp.basename(config)}. Move it out of the work dir, or give '
+        f'another --work-dir.')
 
 
 def enable_amp(cfg: Config) -> None:
