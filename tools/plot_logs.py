@@ -7,8 +7,9 @@ Examples:
         --keys loss lr coco/bbox_mAP coco/segm_mAP --out curves.png
     python tools/plot_logs.py work_dirs/a/20250101_120000/vis_data/scalars.json --list
 
-A run is a work_dir (its latest <timestamp> folder), a <timestamp> folder, its vis_data folder
-or a scalars.json file. Default keys: loss, lr and the main metric of each task.
+A run is a work_dir (its <timestamp> folders joined in order, resumes included), a <timestamp>
+folder, its vis_data folder or a scalars.json file. Default keys: loss, lr and the main metric
+of each task.
 """
 import argparse
 import sys
