@@ -93,7 +93,13 @@ def _cached_download(url: str) -> str:
     url_hash = hashlib.sha256(url.encode()).hexdigest()[:8]
     cached = osp.join(torch.hub.get_dir(), 'checkpoints', f'{url_hash}-{name}')
     if not osp.isfile(cached):
-        os.makedirs(osp.dirname(cached), exist_ok=True)
+        try:
+            os.makedirs(osp.dirname(cached), exist_ok=True)
+        except OSError as error:
+            raise CheckpointError(
+                f'Cannot create torch hub\'s checkpoint cache {osp.dirname(cached)} to download '
+                f'{url} into ({error.strerror}). Set TORCH_HOME to a folder you can write, or '
+                f'download the file yourself and give its local path.') from error
         print_log(f'Downloading {url} to {cached}', logger='current')
         try:
             torch.hub.download_url_to_file(url, cached)

@@ -8,15 +8,15 @@ atomically and never over an existing file unless asked: nothing a user has is l
 import hashlib
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Optional, Union
+from typing import Dict, Iterable, Optional, Union
 
 import torch
 
 from .builder import model_from_state_dict
 from .checkpoint import extract_state_dict, infer_arch, read_checkpoint
+from .outputs import write_atomically
 
 PathLike = Union[str, Path]
 
@@ -86,41 +86,6 @@ def convert_checkpoint(source: PathLike, to: str = 'backbone',
         state_dict = {f'backbone.{key}': value for key, value in state_dict.items()}
     meta['coat_arch'] = arch
     return dict(state_dict=state_dict, meta=meta)
-
-
-def write_atomically(path: PathLike, write: Callable[[Path], None], force: bool = False,
-                     protected: Iterable[PathLike] = (),
-                     rename: Optional[Callable[[Path], Path]] = None) -> Path:
-    """Write a file through `write(temporary_path)` next to `path`, then move it into place.
-
-    A reader never sees a half-written file, and an existing file is replaced only when `force`
-    (and never a `protected` one, such as the conversion's input). `rename` maps the finished
-    temporary file to its final path (content-addressed names). Returns the final path.
-    """
-    path = Path(path)
-    protected = {Path(p).expanduser().resolve() for p in protected}
-
-    def check(final: Path) -> None:
-        if final.resolve() in protected:
-            raise FileExistsError(f'{final} is an input of this command; write elsewhere.')
-        if final.is_dir():
-            raise IsADirectoryError(f'{final} is a directory; give the output a file name.')
-        if final.exists() and not force:
-            raise FileExistsError(f'{final} exists; choose another name or pass --force to '
-                                  f'replace it.')
-
-    if rename is None:
-        check(path)  # fail before the work when the name is known in advance
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
-    try:
-        write(temporary)
-        final = rename(temporary) if rename else path
-        check(final)
-        os.replace(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return final
 
 
 def save_checkpoint(checkpoint: dict, path: PathLike, force: bool = False, publish: bool = False,

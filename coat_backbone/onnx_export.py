@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .coat import STRIDES, CoaT, CoaTClassifier, Size
-from .conversion import write_atomically
+from .outputs import write_atomically
 
 EXPORTERS = ('dynamo', 'torchscript')
 INPUT_NAME = 'img'

@@ -193,6 +193,10 @@ def test_cli_writes_json_and_never_replaces_it(tmp_path, capsys):
     assert 'exists' in capsys.readouterr().err and out.read_text() == before
     assert benchmark_tool.main(args[:-1] + [str(tmp_path), '--force']) == 2
     assert 'is a directory' in capsys.readouterr().err
+    # A folder that cannot be made is named before the run, not after it.
+    assert benchmark_tool.main(args[:-1] + [str(out / 'bench.json')]) == 2
+    captured = capsys.readouterr()
+    assert f'{out} is a file, not a folder' in captured.err and 'vs timm' not in captured.out
 
 
 @pytest.mark.parametrize('argv,message', [

@@ -340,6 +340,10 @@ def test_a_url_is_downloaded_once_into_torch_hubs_cache(tmp_path, monkeypatch):
     cached.write_bytes(b'an error page')
     with pytest.raises(CheckpointError, match=f'{cached} is corrupt.*delete it to download {url}'):
         load_coat_checkpoint(CoaT(TINY_LITE), url)
+    monkeypatch.setenv('TORCH_HOME', str(cached))  # a file where the cache folder would go
+    with pytest.raises(CheckpointError, match=r'Cannot create torch hub\'s checkpoint cache '
+                       r'.*\(Not a directory\)\. Set TORCH_HOME to a folder you can write'):
+        load_coat_checkpoint(CoaT(TINY_LITE), url)
 
 
 def test_corrupt_truncated_and_missing_files_name_the_path(tmp_path):

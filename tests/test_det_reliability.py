@@ -152,13 +152,16 @@ def test_kill_while_writing_checkpoint_leaves_last_checkpoint_loadable(tmp_path)
     assert last == str(run / 'epoch_1.pth')  # kept although max_keep_ckpts=1
     assert torch.load(last, weights_only=True)['meta']['epoch'] == 1
     assert not (run / 'epoch_2.pth').exists() and (run / 'epoch_2.pth.partial').exists()
-    # One the resumed run would not overwrite by itself (epoch 9 is never saved).
+    # One the resumed run would not overwrite by itself (epoch 9 is never saved), and a file of
+    # the user's that only ends like one: not the hook's, so kept.
     (run / 'epoch_9.pth.partial').write_bytes(b'half a checkpoint')
+    (run / 'coat_small_official.pth.partial').write_bytes(b'a download of the user')
 
     resumed = toy_runner(run, max_epochs=3, resume=True, max_keep_ckpts=1)
     resumed.train()
     assert adam_steps(resumed) == 12
     assert sorted(p.name for p in run.glob('epoch_*')) == ['epoch_3.pth']
+    assert (run / 'coat_small_official.pth.partial').read_bytes() == b'a download of the user'
 
 
 def test_non_finite_loss_stops_training_naming_the_iteration(tmp_path):
@@ -216,6 +219,36 @@ def test_resume_without_last_checkpoint_never_trains_over_checkpoints(tmp_path):
     empty = Config(dict(work_dir=str(tmp_path / 'new')))
     set_resume(empty, 'auto')
     refuse_to_overwrite_a_run(empty, force=False)  # nothing there: a fresh start is fine
+
+
+def test_resume_from_a_file_never_trains_over_other_checkpoints(tmp_path):
+    """A run resumed from epoch_N.pth saves epoch_{N+1}.pth onwards in its work dir."""
+    run, other = tmp_path / 'run', tmp_path / 'other'
+    for folder in (run, other):
+        folder.mkdir()
+        for epoch in (1, 2, 3):
+            (folder / f'epoch_{epoch}.pth').write_bytes(f'{folder.name} {epoch}'.encode())
+    (run / 'best_acc_epoch_2.pth').write_bytes(b'best')
+
+    def refusal(resume_from, force=False):
+        cfg = Config(dict(work_dir=str(run)))
+        set_resume(cfg, str(resume_from))
+        refuse_to_overwrite_a_run(cfg, force=force)
+
+    with pytest.raises(FileExistsError, match=r'--resume .*epoch_1.pth: .*overwrite later '
+                       r'checkpoints of the same run there \(epoch_2.pth, epoch_3.pth\)\. '
+                       r'Resume from the last of them.*--work-dir.*--force'):
+        refusal(run / 'epoch_1.pth')
+    with pytest.raises(FileExistsError, match=r'overwrite later checkpoints .*\(epoch_3.pth\)'):
+        refusal(run / 'best_acc_epoch_2.pth')
+    with pytest.raises(FileExistsError, match=r"another run's checkpoints there \(epoch_1.pth, "
+                       r'epoch_2.pth, epoch_3.pth\)'):
+        refusal(other / 'epoch_3.pth')
+    refusal(run / 'epoch_3.pth')  # the last one: nothing after it
+    refusal(run / 'epoch_1.pth', force=True)
+    refusal(other / 'epoch_1.pth', force=True)
+    assert [(run / f'epoch_{epoch}.pth').read_bytes() for epoch in (1, 2, 3)] == [
+        b'run 1', b'run 2', b'run 3']
 
 
 def test_work_dir_never_replaces_the_users_config(tmp_path):

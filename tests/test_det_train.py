@@ -52,6 +52,14 @@ def test_test_tool_dumps_results_and_pictures(trained_mask_rcnn, coco_shapes, tm
     assert len(list(tmp_path.glob('*/pictures/*.png'))) == num_val
     with pytest.raises(FileExistsError, match='results.pkl exists already.*--force'):
         cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--out', str(out)])
+    # Paths that cannot work are named before testing, with a fix that works (not --force).
+    with pytest.raises(NotADirectoryError, match=f'{out} is a file, not a folder'):
+        cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--out', str(out / 'r.pkl')])
+    (tmp_path / 'results.json').write_text('{}')
+    with pytest.raises(ValueError, match='results.json: detection results are dumped as a '
+                       'pickle; use a .pkl'):
+        cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--out',
+                       str(tmp_path / 'results.json')])
     # A backbone-only file would load non-strictly and evaluate a random head: refused.
     state = torch.load(work_dir / 'epoch_1.pth', weights_only=True)['state_dict']
     backbone_only = tmp_path / 'backbone.pth'
@@ -102,6 +110,14 @@ def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path):
         demo.main([str(config), str(backbone_only), str(images), '--out-dir',
                    str(tmp_path / 'backbone_only'), '--device', 'cpu'])
     assert not (tmp_path / 'backbone_only').exists()
+    # Not even --force writes a picture over an input image, or under a file.
+    with pytest.raises(FileExistsError, match='000000.png is an input image'):
+        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(tmp_path / 'vis'),
+                   '--out-dir', str(tmp_path), '--force'])
+    with pytest.raises(NotADirectoryError, match=f'--out-dir {backbone_only}/out: '
+                       f'{backbone_only} is a file, not a folder'):
+        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), '--out-dir',
+                   str(backbone_only / 'out')])
     # Predictions are named without the extension: x.png and x.jpg would share x.json.
     (twin / '000000.png').rename(twin / '000001.jpg')
     pair = [str(images / '000001.png'), str(twin / '000001.jpg')]

@@ -72,6 +72,13 @@ def test_test_tool_saves_prediction_maps(trained_upernet, seg_shapes, tmp_path):
                    '--out', str(out)])
     images = seg_shapes_paths(seg_shapes, 'val')[0]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in images.iterdir())
+    # mmseg's --out is a folder: a file is named as such, not offered --force.
+    with pytest.raises(NotADirectoryError, match=f'--out {config}: {config} is a file, not a '
+                       f'folder'):
+        cli.test_main([str(config), str(work_dir / 'iter_2.pth'), '--out', str(config)])
+    with pytest.raises(FileExistsError, match=f'--out {out} is not empty.*--force.*other files '
+                       'stay'):
+        cli.test_main([str(config), str(work_dir / 'iter_2.pth'), '--out', str(out)])
     # --show-dir draws every test image (mmseg's hook alone draws every 50th batch).
     pictures = tmp_path / 'pictures'
     cli.test_main([str(config), str(work_dir / 'iter_2.pth'), '--work-dir', str(tmp_path / 'w2'),
@@ -164,3 +171,14 @@ def test_user_config_outside_the_repository(seg_shapes, tmp_path):
     work_dir = tmp_path / 'work_dirs' / 'my_coat_fpn'
     assert (work_dir / 'iter_2.pth').is_file()
     assert [r['step'] for r in scalars(work_dir) if 'loss' in r] == [1, 2]
+    # mmseg's own inference API, in a process that never imports coat_backbone itself: the
+    # config's custom_imports register CoaT and let torch read the training checkpoint.
+    image = sorted(seg_shapes_paths(seg_shapes, 'val')[0].iterdir())[0]
+    infer = (f'from mmseg.apis import inference_model, init_model\n'
+             f'model = init_model({str(config)!r}, {str(work_dir / "iter_2.pth")!r}, '
+             f'device="cpu")\n'
+             f'print(tuple(inference_model(model, {str(image)!r}).pred_sem_seg.shape))\n')
+    result = subprocess.run([sys.executable, '-c', infer], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert result.stdout.strip().splitlines()[-1] == '(64, 64)'

@@ -209,6 +209,28 @@ def test_demos_read_the_data_they_generate(config, tmp_path):
             assert cfg[evaluator].ann_file == str(coco_shapes_paths(elsewhere, 'val')[0])
 
 
+@pytest.mark.parametrize('config', DEMO_CONFIGS)
+def test_demos_keep_the_users_files_and_checkpoint_atomically(config, tmp_path):
+    """The Runner writes the merged config to <work_dir>/<config name>: a demo, like
+    tools/train.py, refuses a work dir where that would replace a file of the user's. And the
+    demo's checkpoints are written whole or not at all, as every other config's."""
+    path = str(REPO / 'configs' / config)
+    notes = tmp_path / Path(config).name
+    notes.write_text('# my notes\n')
+
+    def load(work_dir):
+        return load_demo_config(path, None, str(work_dir), force=False, template='the demo',
+                                data_args=DEMO_CONFIGS[config])
+
+    with pytest.raises(FileExistsError, match='does not look like a config mmengine wrote'):
+        load(tmp_path)
+    with pytest.raises(NotADirectoryError, match='is a file; give a folder'):
+        load(notes)
+    assert notes.read_text() == '# my notes\n'
+    cfg, _ = load(tmp_path / 'work')
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+
+
 def test_demo_data_reaches_wrapped_datasets_and_evaluator_lists(tmp_path):
     cfg, _ = load_demo_config(str(REPO / 'configs' / 'demo' / 'mask_rcnn_coat_demo.py'), None,
                               str(tmp_path / 'work'), force=False, template='the demo config',

@@ -114,7 +114,15 @@ def test_cli_random_weights(picture, tmp_path, capsys):
     assert visualize.main(again + ['--force']) == 0
     assert (tmp_path / 'random' / 'features.png').read_bytes() != before
     assert visualize.main([str(picture), str(picture)] + again[2:]) == 2
-    assert 'is a file; give a folder' in capsys.readouterr().err
+    assert f'{picture} is a file, not a folder' in capsys.readouterr().err
+    # Checked before the model runs: a folder under a file, and the input among the outputs.
+    assert visualize.main([str(picture), str(picture / 'deeper')] + again[2:]) == 2
+    assert f'{picture} is a file, not a folder' in capsys.readouterr().err
+    own = tmp_path / 'random' / 'features.png'
+    before = own.read_bytes()
+    assert visualize.main([str(own), str(tmp_path / 'random')] + again[2:] + ['--force']) == 2
+    assert f'{own} is an input of this command' in capsys.readouterr().err
+    assert own.read_bytes() == before
 
 
 def test_cli_follows_exif_orientation(tmp_path, capsys):

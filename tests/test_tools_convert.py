@@ -138,6 +138,8 @@ def test_existing_files_and_the_input_are_never_lost(official, tmp_path, capsys,
         assert convert.main([str(path), str(folder), '--arch', ARCH, *force]) == 2
         assert f'{folder} is a directory; give the output a file name' in capsys.readouterr().err
     assert (folder / 'kept.txt').read_text() == 'mine'
+    assert convert.main([str(path), str(out / 'deeper.pth'), '--arch', ARCH]) == 2
+    assert f'{out} is a file, not a folder; choose another path' in capsys.readouterr().err
     _no_leftovers(tmp_path)
 
 

@@ -145,6 +145,8 @@ def test_plots_default_keys_of_several_runs(epoch_run, iter_run, tmp_path, capsy
     assert 'exists already' in capsys.readouterr().err and out.read_bytes() == picture
     assert plot_logs.main([str(epoch_run), '--out', str(out), '--force']) == 0
     assert out.read_bytes() != picture
+    assert plot_logs.main([str(epoch_run), '--out', str(out / 'curves.png')]) == 2
+    assert f'--out {out / "curves.png"}: {out} is a file, not a folder' in capsys.readouterr().err
     # matplotlib takes the format from the extension: a name without one is refused, not
     # written as another (possibly existing) file.
     (tmp_path / 'report.png').write_bytes(b'mine')

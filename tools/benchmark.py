@@ -27,7 +27,7 @@ from coat_backbone.benchmark import (EXECUTIONS, IMPLEMENTATIONS, MODES, PRECISI
                                      format_table, matmul_peak_tflops, profile_step, report,
                                      run_benchmark)
 from coat_backbone.coat import grid_sizes, resolve_arch
-from coat_backbone.conversion import write_atomically
+from coat_backbone.outputs import check_writable_folder, write_atomically
 
 SIZE = re.compile(r'^(\d+)x(\d+):(\d+)$')
 
@@ -99,6 +99,11 @@ def main(argv: List[str]) -> int:
     if out.exists() and not args.force:
         print(f'error: {out} exists; pass --force to replace it or choose another --out',
               file=sys.stderr)
+        return 2
+    try:
+        check_writable_folder(out.parent, f'--out {out}')
+    except OSError as error:
+        print(f'error: {error}', file=sys.stderr)
         return 2
     device = torch.device(args.device)
     cases = [Case(arch, size, batch) for arch in args.archs for size, batch in args.sizes]

@@ -77,7 +77,7 @@ def main(argv: List[str]) -> int:
         checkpoint = convert_checkpoint(args.input, to=args.to, arch=args.arch)
         path = save_checkpoint(checkpoint, args.output, force=args.force, publish=args.publish,
                                protected=[args.input])
-    except (CheckpointError, FileExistsError, IsADirectoryError, ValueError) as error:
+    except (CheckpointError, OSError, ValueError) as error:  # OSError: the output's path
         print(f'error: {error}', file=sys.stderr)
         return 2
     meta = checkpoint['meta']

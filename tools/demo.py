@@ -6,8 +6,8 @@
 
 Pictures go to OUT_DIR/vis/<image name>; with --save-pred the raw predictions go to
 OUT_DIR/preds/<image name without its extension>.json. Existing ones are replaced only with
---force, and images whose outputs would share a name are refused, as is a checkpoint that does
-not fit the config's model. Built on mmdet's DetInferencer.
+--force, never an input image; images whose outputs would share a name are refused, as is a
+checkpoint that does not fit the config's model. Built on mmdet's DetInferencer.
 """
 import argparse
 import sys
@@ -21,6 +21,7 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 # Importing the engine registers CoaT and lets weights-only torch.load read mmengine checkpoints.
 from coat_backbone.engine.hooks import check_checkpoint_fits  # noqa: E402
+from coat_backbone.outputs import check_writable_folder  # noqa: E402
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -50,13 +51,21 @@ def list_images(inputs: List[str], save_pred: bool = False) -> List[str]:
     return images
 
 
-def refuse_to_overwrite(images: List[str], out_dir: str, save_pred: bool) -> None:
-    """mmdet's DetInferencer writes OUT_DIR/vis/<name> and OUT_DIR/preds/<stem>.json."""
+def refuse_to_overwrite(images: List[str], out_dir: str, save_pred: bool, force: bool) -> None:
+    """mmdet's DetInferencer writes OUT_DIR/vis/<name> and OUT_DIR/preds/<stem>.json: refuse
+    OUT_DIR where it cannot write, outputs that would replace an input image, and, unless
+    `force`, outputs that exist."""
+    check_writable_folder(out_dir, f'--out-dir {out_dir}')
     outputs = [Path(out_dir) / 'vis' / Path(image).name for image in images]
     if save_pred:
         outputs += [Path(out_dir) / 'preds' / f'{Path(image).stem}.json' for image in images]
+    inputs = {Path(image).resolve() for image in images}
+    clash = [str(path) for path in outputs if path.resolve() in inputs]
+    if clash:
+        raise FileExistsError(f'{clash[0]} is an input image, and its picture would be written '
+                              f'over it; choose another --out-dir.')
     existing = [str(path) for path in outputs if path.exists()]
-    if existing:
+    if existing and not force:
         raise FileExistsError(f'{len(existing)} outputs exist already ({existing[0]}, ...); '
                               f'choose another --out-dir or pass --force to replace them.')
 
@@ -80,8 +89,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         if not Path(path).is_file():
             raise FileNotFoundError(f'No such file: {path}')
     images = list_images(args.inputs, args.save_pred)
-    if not args.force:
-        refuse_to_overwrite(images, args.out_dir, args.save_pred)
+    refuse_to_overwrite(images, args.out_dir, args.save_pred, args.force)
 
     from mmdet.apis import DetInferencer  # after the checks: importing mmdet takes seconds
 

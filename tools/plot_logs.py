@@ -18,6 +18,7 @@ from typing import List
 
 from matplotlib.backend_bases import FigureCanvasBase
 
+from coat_backbone.outputs import check_writable_folder
 from coat_backbone.training_logs import plot_runs, read_run_log, select_keys
 
 
@@ -58,7 +59,8 @@ def main(argv: List[str]) -> int:
         if Path(args.out).exists() and not args.force:
             raise FileExistsError(f'{args.out} exists already; choose another --out or pass '
                                   f'--force to replace it.')
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        check_writable_folder(Path(args.out).parent, f'--out {args.out}')
+    except (OSError, ValueError) as error:  # OSError: missing logs, --out not writable
         print(f'error: {error}', file=sys.stderr)
         return 2
     for log in logs:

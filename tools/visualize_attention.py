@@ -24,6 +24,7 @@ from coat_backbone.attention import (capture_attention, load_image, plot_attenti
                                      plot_features)
 from coat_backbone.builder import build_model, parse_arch
 from coat_backbone.checkpoint import CheckpointError
+from coat_backbone.outputs import check_writable_folder
 
 PICTURES = [f'attention_scale{scale}.png' for scale in range(1, 5)] + ['features.png']
 
@@ -67,9 +68,13 @@ def main(argv: List[str]) -> int:
     torch.manual_seed(args.seed)
     out_dir = Path(args.out_dir)
     earlier = [name for name in PICTURES if (out_dir / name).exists()]
+    inputs = {Path(path).resolve() for path in (args.image, args.checkpoint, args.config) if path}
     try:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ValueError(f'{out_dir} is a file; give a folder for the pictures.')
+        check_writable_folder(out_dir, f'out_dir {out_dir}')
+        clash = [name for name in PICTURES if (out_dir / name).resolve() in inputs]
+        if clash:
+            raise ValueError(f'{out_dir / clash[0]} is an input of this command, and this run '
+                             f'would write {clash[0]} over it; choose another out_dir.')
         if earlier and not args.force:
             raise ValueError(f'{out_dir} holds pictures of an earlier run ({", ".join(earlier)}); '
                              f'choose another folder or pass --force to replace them.')

@@ -11,6 +11,8 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
+from ..outputs import check_writable_folder
+
 from .runtime import (adapt_to_machine, build_runner, check_work_dir, default_work_dir,
                       enable_amp, enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
                       set_local_rank, set_resume)
@@ -74,16 +76,24 @@ def train_main(argv: Optional[List[str]] = None) -> None:
 
 
 def _dump_results(cfg: Config, out: str, force: bool) -> None:
-    if not force and (osp.isfile(out) or osp.isdir(out) and os.listdir(out)):
-        raise FileExistsError(f'--out {out} exists already; choose another path or pass --force '
-                              f'to replace it.')
-    if cfg.get('default_scope') == 'mmseg':
+    if cfg.get('default_scope') == 'mmseg':  # IoUMetric writes a map per image into a folder
+        check_writable_folder(out, f'--out {out}')
+        if not force and osp.isdir(out) and os.listdir(out):
+            raise FileExistsError(f'--out {out} is not empty; choose a new folder, or pass --force '
+                                  f'to write the maps into it (maps of the same names are '
+                                  f'replaced, other files stay).')
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
         return
     if not out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out {out}: detection results are dumped as a pickle; use a .pkl '
                          f'file name.')
+    if osp.isdir(out):
+        raise IsADirectoryError(f'--out {out} is a folder; give a .pkl file name.')
+    check_writable_folder(osp.dirname(out), f'--out {out}')
+    if osp.exists(out) and not force:
+        raise FileExistsError(f'--out {out} exists already; choose another path or pass --force '
+                              f'to replace it.')
     dump = dict(type='DumpDetResults', out_file_path=out)
     evaluators = cfg.test_evaluator
     cfg.test_evaluator = ([*evaluators, dump] if isinstance(evaluators, (list, tuple)) else
@@ -100,6 +110,8 @@ def _enable_visualization(cfg: Config, show: bool, show_dir: Optional[str], wait
     # absolute one, and mmseg's, are used as given, where a second run's pictures (same names)
     # would replace the first's.
     used_as_given = cfg.get('default_scope') != 'mmdet' or osp.isabs(show_dir or '')
+    if show_dir and used_as_given:
+        check_writable_folder(show_dir, f'--show-dir {show_dir}')
     if (show_dir and used_as_given and not force and osp.isdir(show_dir)
             and os.listdir(show_dir)):
         raise FileExistsError(f'--show-dir {show_dir} is not empty, and this run would replace '
@@ -126,7 +138,8 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('--out', help='also save the raw predictions: a .pkl file (mmdet) or a '
                         'folder of prediction maps (mmseg)')
     parser.add_argument('--force', action='store_true',
-                        help='replace an existing --out, or pictures in --show-dir')
+                        help='replace an existing --out (mmseg: maps of the same names in the '
+                        'folder; other files stay) and pictures in --show-dir')
     parser.add_argument('--show', action='store_true', help='display each prediction')
     parser.add_argument('--show-dir', help='save pictures of the predictions here (mmdet: '
                         'relative to <work_dir>/<timestamp>)')

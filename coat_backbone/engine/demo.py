@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional, Tuple
 from mmengine.config import Config
 
 from ..synthetic import coco_shapes_paths
-from .runtime import load_config, refuse_to_overwrite_a_run
+from .runtime import check_work_dir, load_config, refuse_to_overwrite_a_run
 
 # Each loader and the split it reads.
 LOADER_SPLITS = dict(train_dataloader='train', val_dataloader='val', test_dataloader='val')
@@ -23,8 +23,9 @@ def load_demo_config(config: str, cfg_options: Optional[dict], work_dir: str, fo
     Raises FileNotFoundError for a missing config; ValueError, naming `template` (the config to
     derive from), for one without `synthetic_data` or `data_root`, whose `synthetic_data` does not
     fit `data_args` (another demo's config), or whose `expected` (dotted) keys, which the
-    generated data depends on, are absent or hold other values; and FileExistsError when
-    `work_dir` holds an earlier run and not `force`."""
+    generated data depends on, are absent or hold other values; and, as tools/train.py does
+    (`check_work_dir`), for a `work_dir` that is a file or holds a file of the user's under the
+    config's name, or an earlier run without `force`."""
     cfg = load_config(config, cfg_options)
     fix = f'use a config derived from {template}'
     if 'synthetic_data' not in cfg or 'data_root' not in cfg:
@@ -42,6 +43,7 @@ def load_demo_config(config: str, cfg_options: Optional[dict], work_dir: str, fo
     except TypeError as error:
         raise ValueError(f'{config}: `synthetic_data` does not fit this demo ({error}); '
                          f'{fix}') from None
+    check_work_dir(config, work_dir)
     cfg.work_dir = work_dir
     refuse_to_overwrite_a_run(cfg, force, can_resume=False)
     return cfg, synthetic

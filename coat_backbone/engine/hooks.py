@@ -61,7 +61,8 @@ class AtomicCheckpointHook(CheckpointHook):
     `last_checkpoint` naming a file already deleted; after an OS crash, unsynced data can leave
     `last_checkpoint` naming an empty file. This hook writes to `<name>.partial`, syncs it to disk,
     renames it into place (atomic on POSIX), updates `last_checkpoint` the same way, and prunes old
-    checkpoints only afterwards. Left-over `.partial` files are removed when training starts.
+    checkpoints only afterwards. Its own left-over `.partial` files are removed when training
+    starts.
     Covered: the periodic and last checkpoints, which resuming uses; `save_best` files keep
     mmengine's writing, and so do remote `out_dir`s (non-local backends), where renames are not
     atomic. Arguments are `CheckpointHook`'s.
@@ -69,13 +70,25 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
-        if is_main_process() and isinstance(self.file_backend, LocalBackend) and osp.isdir(
-                self.out_dir):
+        if not (is_main_process() and isinstance(self.file_backend, LocalBackend)):
+            return
+        for path in self._unfinished_files(runner.work_dir):
+            os.remove(path)
+            print_log(f'Removed {path}, left unfinished by an interrupted run.', logger='current')
+
+    def _unfinished_files(self, work_dir: str) -> List[str]:
+        """The `.partial` files this hook writes (`<filename_tmpl with a step>.partial` in
+        out_dir, `last_checkpoint.partial` in work_dir); any other `.partial` is not ours."""
+        found = [path for path in [osp.join(work_dir, 'last_checkpoint' + PARTIAL_SUFFIX)]
+                 if osp.isfile(path)]
+        if osp.isdir(self.out_dir):
             for name in sorted(os.listdir(self.out_dir)):
-                if name.endswith(PARTIAL_SUFFIX):
-                    os.remove(osp.join(self.out_dir, name))
-                    print_log(f'Removed {name}, a checkpoint left unfinished by an interrupted '
-                              f'run.', logger='current')
+                stem = name[:-len(PARTIAL_SUFFIX)]
+                if name.endswith(PARTIAL_SUFFIX) and any(
+                        stem == self.filename_tmpl.format(int(step))
+                        for step in re.findall(r'\d+', stem)):
+                    found.append(osp.join(self.out_dir, name))
+        return found
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:
         if not isinstance(self.file_backend, LocalBackend):

@@ -7,7 +7,8 @@ import glob
 import logging
 import os
 import os.path as osp
-from typing import Any, Optional
+import re
+from typing import Any, List, Optional
 
 import torch.distributed as dist
 from mmengine.config import Config
@@ -15,6 +16,10 @@ from mmengine.device import get_device
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+# The names CheckpointHook saves under (fullmatch); `search` finds the step of best ones too
+# (best_acc_epoch_3.pth).
+_STEP = re.compile(r'(epoch|iter)_(\d+)\.pth$')
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -63,10 +68,13 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
         return
     work_dir = cfg.work_dir
     has_pointer = osp.isfile(osp.join(work_dir, 'last_checkpoint'))
-    if cfg.get('resume') and (cfg.get('load_from') or has_pointer):
-        return
     found = sorted(osp.basename(path)
                    for path in glob.glob(osp.join(glob.escape(work_dir), '*.pth')))
+    if cfg.get('resume') and cfg.get('load_from'):
+        _refuse_to_resume_over_checkpoints(cfg.load_from, work_dir, found)
+        return
+    if cfg.get('resume') and has_pointer:
+        return
     if not found and not has_pointer:
         return
     shown = ', '.join((['last_checkpoint'] if has_pointer else []) + found[:4]) \
@@ -81,6 +89,31 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
         f'{work_dir} holds an earlier run ({shown}), which a new run would overwrite. '
         + ('Continue it with --resume, give' if can_resume else 'Give')
         + ' the new run another --work-dir, or pass --force to train over it.')
+
+
+def _refuse_to_resume_over_checkpoints(checkpoint: str, work_dir: str, found: List[str]) -> None:
+    """A run resumed from `checkpoint` at step N saves `<epoch|iter>_{N+1}.pth` onwards in
+    work_dir: refuse when that would replace checkpoints already there, those after N of the same
+    run, or any numbered one when `checkpoint` comes from another work_dir (two runs mixed)."""
+    step = _STEP.search(osp.basename(checkpoint))
+    same_run = (step is not None and osp.isdir(work_dir)
+                and osp.samefile(osp.dirname(osp.abspath(checkpoint)), work_dir))
+
+    def overwritten(name: str) -> bool:
+        match = _STEP.fullmatch(name)
+        if match is None:
+            return False
+        return not same_run or (match.group(1) == step.group(1)
+                                and int(match.group(2)) > int(step.group(2)))
+
+    over = [name for name in found if overwritten(name)]
+    if over:
+        shown = ', '.join(over[:4]) + (', ...' if len(over) > 4 else '')
+        where = 'later checkpoints of the same run' if same_run else 'another run\'s checkpoints'
+        raise FileExistsError(
+            f'--resume {checkpoint}: the resumed run would save its checkpoints in {work_dir} '
+            f'and overwrite {where} there ({shown}). Resume from the last of them, give the '
+            f'resumed run another --work-dir, or pass --force to train over them.')
 
 
 def _unlike_an_mmengine_dump(path: str) -> Optional[str]:

@@ -105,6 +105,6 @@ default_hooks = dict(
     # log_metric_by_epoch=False puts validation metrics on the iteration axis of the losses,
     # which the training-curve plot relies on.
     logger=dict(interval=10, log_metric_by_epoch=False),
-    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=max_epochs, max_keep_ckpts=1))
 log_processor = dict(window_size=10)
 randomness = dict(seed=0)

@@ -1,0 +1,69 @@
+"""Where the tools write: checked before the work, written whole, nothing a user has replaced.
+
+Every tool that writes a file (checkpoint conversion, ONNX export, the benchmark's JSON, pictures
+of curves, attention and predictions, test results) checks its destination before it computes
+anything, so a path it cannot write is named at once rather than after minutes of work.
+"""
+import os
+import tempfile
+import uuid
+from contextlib import suppress
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+def check_writable_folder(folder: PathLike, what: str) -> None:
+    """Raise an OSError naming `what` (e.g. '--out runs/b.json') unless files can be written in
+    `folder`, which need not exist yet: its nearest existing ancestor must be a folder this
+    process can write in. Nothing is created."""
+    folder = Path(folder).expanduser()
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f'{what}: {existing} is a file, not a folder; choose another '
+                                 f'path.')
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:  # permissions, a read-only file system, no space
+        raise PermissionError(f'{what}: cannot write in {existing} ({error.strerror}); choose '
+                              f'another path.') from None
+
+
+def write_atomically(path: PathLike, write: Callable[[Path], None], force: bool = False,
+                     protected: Iterable[PathLike] = (),
+                     rename: Optional[Callable[[Path], Path]] = None) -> Path:
+    """Write a file through `write(temporary_path)` next to `path`, then move it into place.
+
+    A reader never sees a half-written file, and an existing file is replaced only when `force`
+    (and never a `protected` one, such as the conversion's input). `rename` maps the finished
+    temporary file to its final path (content-addressed names). Returns the final path.
+    """
+    path = Path(path)
+    protected = {Path(p).expanduser().resolve() for p in protected}
+
+    def check(final: Path) -> None:
+        if final.resolve() in protected:
+            raise FileExistsError(f'{final} is an input of this command; write elsewhere.')
+        if final.is_dir():
+            raise IsADirectoryError(f'{final} is a directory; give the output a file name.')
+        if final.exists() and not force:
+            raise FileExistsError(f'{final} exists; choose another name or pass --force to '
+                                  f'replace it.')
+
+    # Fail before the work: the folder always, the name when it is known in advance.
+    check_writable_folder(path.parent, str(path))
+    if rename is None:
+        check(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
+    try:
+        write(temporary)
+        final = rename(temporary) if rename else path
+        check(final)
+        os.replace(temporary, final)
+    finally:
+        with suppress(OSError):  # the error that got here matters, not a failed clean-up
+            temporary.unlink(missing_ok=True)
+    return final
