@@ -16,9 +16,7 @@ import torch
 
 from .builder import model_from_state_dict
 from .checkpoint import extract_state_dict, infer_arch, read_checkpoint
-from .outputs import write_atomically
-
-PathLike = Union[str, Path]
+from .outputs import PathLike, write_atomically
 
 # sha256 prefix of each published official checkpoint -> (arch, training resolution).
 PUBLISHED: Dict[str, tuple] = {

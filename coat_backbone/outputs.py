@@ -1,8 +1,9 @@
 """Where the tools write: checked before the work, written whole, nothing a user has replaced.
 
 Every tool that writes a file (checkpoint conversion, ONNX export, the benchmark's JSON, pictures
-of curves, attention and predictions, test results) checks its destination before it computes
-anything, so a path it cannot write is named at once rather than after minutes of work.
+of curves, attention and predictions, test results) checks its destination before its long work
+(testing, benchmarking, exporting, running the model), so a path it cannot write is named at
+once rather than after minutes of work.
 """
 import os
 import tempfile
@@ -17,18 +18,21 @@ PathLike = Union[str, os.PathLike]
 def check_writable_folder(folder: PathLike, what: str) -> None:
     """Raise an OSError naming `what` (e.g. '--out runs/b.json') unless files can be written in
     `folder`, which need not exist yet: its nearest existing ancestor must be a folder this
-    process can write in. Nothing is created."""
-    folder = Path(folder).expanduser()
-    existing = next(path for path in (folder, *folder.parents) if path.exists())
-    if not existing.is_dir():
+    process can write in. Nothing is created. The path is taken as the writers take it (a quoted
+    `~` is not expanded)."""
+    folder = Path(folder)
+    try:
+        existing = next(path for path in (folder, *folder.parents) if path.exists())
+        is_folder = existing.is_dir()
+        if is_folder:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+    except OSError as error:  # permissions, a read-only file system, no space
+        raise PermissionError(f'{what}: cannot write in {folder} ({error.strerror}); choose '
+                              f'another path.') from None
+    if not is_folder:
         raise NotADirectoryError(f'{what}: {existing} is a file, not a folder; choose another '
                                  f'path.')
-    try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:  # permissions, a read-only file system, no space
-        raise PermissionError(f'{what}: cannot write in {existing} ({error.strerror}); choose '
-                              f'another path.') from None
 
 
 def write_atomically(path: PathLike, write: Callable[[Path], None], force: bool = False,

@@ -13,8 +13,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from mmengine.config import Config
+from mmengine.evaluator import BaseMetric
 from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
+from mmengine.registry import METRICS
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
@@ -226,29 +228,86 @@ def test_resume_from_a_file_never_trains_over_other_checkpoints(tmp_path):
     run, other = tmp_path / 'run', tmp_path / 'other'
     for folder in (run, other):
         folder.mkdir()
-        for epoch in (1, 2, 3):
+        for epoch in (1, 2, 10, 12):  # in step order, not the names' order
             (folder / f'epoch_{epoch}.pth').write_bytes(f'{folder.name} {epoch}'.encode())
-    (run / 'best_acc_epoch_2.pth').write_bytes(b'best')
+    (run / 'best_acc_epoch_10.pth').write_bytes(b'best')
 
-    def refusal(resume_from, force=False):
-        cfg = Config(dict(work_dir=str(run)))
-        set_resume(cfg, str(resume_from))
+    def refusal(resume_from, force=False, **settings):
+        cfg = Config(dict(work_dir=str(run), **settings))
+        if '://' in str(resume_from):  # a config's own resume=True, load_from=URL
+            cfg.resume, cfg.load_from = True, resume_from
+        else:
+            set_resume(cfg, str(resume_from))
         refuse_to_overwrite_a_run(cfg, force=force)
 
     with pytest.raises(FileExistsError, match=r'--resume .*epoch_1.pth: .*overwrite later '
-                       r'checkpoints of the same run there \(epoch_2.pth, epoch_3.pth\)\. '
-                       r'Resume from the last of them.*--work-dir.*--force'):
+                       r'checkpoints of the same run there \(epoch_2.pth, epoch_10.pth, '
+                       rf'epoch_12.pth\)\. Resume from the latest \(--resume {run}/epoch_12.pth\)'
+                       r'.*--work-dir.*--force'):
         refusal(run / 'epoch_1.pth')
-    with pytest.raises(FileExistsError, match=r'overwrite later checkpoints .*\(epoch_3.pth\)'):
-        refusal(run / 'best_acc_epoch_2.pth')
-    with pytest.raises(FileExistsError, match=r"another run's checkpoints there \(epoch_1.pth, "
-                       r'epoch_2.pth, epoch_3.pth\)'):
-        refusal(other / 'epoch_3.pth')
-    refusal(run / 'epoch_3.pth')  # the last one: nothing after it
+    with pytest.raises(FileExistsError, match=r'overwrite later checkpoints .*\(epoch_12.pth\)'):
+        refusal(run / 'best_acc_epoch_10.pth')
+    with pytest.raises(FileExistsError, match=r'the checkpoints of another run there '
+                       r'\(epoch_1.pth, epoch_2.pth, epoch_10.pth, epoch_12.pth\)'):
+        refusal(other / 'epoch_12.pth')
+    with pytest.raises(FileExistsError, match='the checkpoints of another run'):
+        refusal('https://example.com/runs/epoch_12.pth')
+    refusal(run / 'epoch_12.pth')  # the latest: nothing after it
     refusal(run / 'epoch_1.pth', force=True)
     refusal(other / 'epoch_1.pth', force=True)
-    assert [(run / f'epoch_{epoch}.pth').read_bytes() for epoch in (1, 2, 3)] == [
-        b'run 1', b'run 2', b'run 3']
+    # `--resume` alone without last_checkpoint suggests the latest file, which it accepts.
+    cfg = Config(dict(work_dir=str(run)))
+    set_resume(cfg, 'auto')
+    with pytest.raises(FileExistsError, match=rf'--resume {run}/epoch_12.pth\)'):
+        refuse_to_overwrite_a_run(cfg, force=False)
+    # The config's own names for its checkpoints.
+    custom = dict(default_hooks=dict(checkpoint=dict(filename_tmpl='ckpt_e{:03d}.pth')))
+    for epoch in (1, 2):
+        (run / f'ckpt_e{epoch:03d}.pth').write_bytes(b'custom')
+    with pytest.raises(FileExistsError, match=r'same run there \(ckpt_e002.pth\)'):
+        refusal(run / 'ckpt_e001.pth', **custom)
+    refusal(run / 'ckpt_e002.pth', **custom)
+    assert [(run / f'epoch_{epoch}.pth').read_bytes() for epoch in (1, 2, 10, 12)] == [
+        b'run 1', b'run 2', b'run 10', b'run 12']
+
+
+@METRICS.register_module()
+class ImprovingMetric(BaseMetric):
+    """A score that rises at every evaluation, so every epoch saves a new best checkpoint."""
+    evaluations = 0
+
+    def process(self, data_batch, data_samples) -> None:
+        self.results.append(0)
+
+    def compute_metrics(self, results) -> dict:
+        ImprovingMetric.evaluations += 1
+        return dict(score=float(ImprovingMetric.evaluations))
+
+
+def test_a_run_resumed_from_another_keeps_that_runs_best_checkpoint(tmp_path):
+    """mmengine restores the best checkpoint's path with the rest of the state, and deletes that
+    file when the resumed run scores better: it is the other run's."""
+    def runner(work_dir, max_epochs, load_from=None):
+        loader = dict(dataset=ToyData(), batch_size=2, num_workers=0,
+                      collate_fn=dict(type='default_collate'),
+                      sampler=dict(type='DefaultSampler', shuffle=False))
+        return Runner(
+            model=ToyModel(), work_dir=str(work_dir), train_dataloader=loader,
+            val_dataloader=loader, val_evaluator=dict(type='ImprovingMetric'), val_cfg=dict(),
+            optim_wrapper=dict(optimizer=dict(type='AdamW', lr=0.01)),
+            train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
+            default_hooks=dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1,
+                                               save_best='score', rule='greater')),
+            resume=load_from is not None, load_from=load_from)
+
+    runner(tmp_path / 'first', 2).train()
+    best = tmp_path / 'first' / 'best_score_epoch_2.pth'
+    assert best.is_file()
+    runner(tmp_path / 'second', 4, load_from=str(tmp_path / 'first' / 'epoch_2.pth')).train()
+    assert best.is_file()
+    # Within one run the previous best still makes way for the next, as in mmengine.
+    assert sorted(p.name for p in (tmp_path / 'second').glob('best_*')) == [
+        'best_score_epoch_4.pth']
 
 
 def test_work_dir_never_replaces_the_users_config(tmp_path):
@@ -264,8 +323,10 @@ def test_work_dir_never_replaces_the_users_config(tmp_path):
     # A config the Runner wrote there reads back to its own text: rewriting it loses nothing.
     Config.fromfile(str(own)).dump(str(tmp_path / 'exp' / 'dumped.py'))
     check_work_dir(str(tmp_path / 'exp' / 'dumped.py'), str(own.parent))
-    with pytest.raises(NotADirectoryError, match='is a file; give a folder'):
+    with pytest.raises(NotADirectoryError, match='is a file, not a folder'):
         check_work_dir(str(own), str(base))
+    with pytest.raises(NotADirectoryError, match=rf'--work-dir {base}/run: {base} is a file'):
+        check_work_dir(str(own), str(base / 'run'))
     assert own.read_text().startswith("_base_ = ['../base.py']")
     # Any other file of the user's under the config's name is refused too, and kept.
     notes = tmp_path / 'notes'

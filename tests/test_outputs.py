@@ -25,11 +25,20 @@ def test_a_folder_that_cannot_be_written_is_named(tmp_path, monkeypatch):
         raise OSError(errno.EROFS, 'Read-only file system')
 
     monkeypatch.setattr(outputs.tempfile, 'TemporaryFile', read_only)
-    with pytest.raises(PermissionError, match=f'--out-dir o: cannot write in {tmp_path} '
+    with pytest.raises(PermissionError, match=f'--out-dir o: cannot write in {tmp_path / "o"} '
                        r'\(Read-only file system\); choose another path'):
         check_writable_folder(tmp_path / 'o', '--out-dir o')
     monkeypatch.undo()
     check_writable_folder(tmp_path / 'o', '--out-dir o')
+
+    # An ancestor this user may not search: Path.exists raises, as for a non-root user.
+    def unsearchable(path):
+        raise PermissionError(errno.EACCES, 'Permission denied')
+
+    monkeypatch.setattr(outputs.Path, 'exists', unsearchable)
+    with pytest.raises(PermissionError, match=r'--out x: cannot write in .*o \(Permission '
+                       r'denied\); choose another path'):
+        check_writable_folder(tmp_path / 'o', '--out x')
 
 
 def test_write_atomically_checks_the_folder_before_the_work(tmp_path):

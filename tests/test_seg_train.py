@@ -79,6 +79,9 @@ def test_test_tool_saves_prediction_maps(trained_upernet, seg_shapes, tmp_path):
     with pytest.raises(FileExistsError, match=f'--out {out} is not empty.*--force.*other files '
                        'stay'):
         cli.test_main([str(config), str(work_dir / 'iter_2.pth'), '--out', str(out)])
+    with pytest.raises(NotADirectoryError, match=f'--show-dir {config}/vis: {config} is a file'):
+        cli.test_main([str(config), str(work_dir / 'iter_2.pth'), '--show-dir',
+                       str(config / 'vis')])
     # --show-dir draws every test image (mmseg's hook alone draws every 50th batch).
     pictures = tmp_path / 'pictures'
     cli.test_main([str(config), str(work_dir / 'iter_2.pth'), '--work-dir', str(tmp_path / 'w2'),

@@ -224,7 +224,7 @@ def test_demos_keep_the_users_files_and_checkpoint_atomically(config, tmp_path):
 
     with pytest.raises(FileExistsError, match='does not look like a config mmengine wrote'):
         load(tmp_path)
-    with pytest.raises(NotADirectoryError, match='is a file; give a folder'):
+    with pytest.raises(NotADirectoryError, match='is a file, not a folder'):
         load(notes)
     assert notes.read_text() == '# my notes\n'
     cfg, _ = load(tmp_path / 'work')

@@ -87,6 +87,10 @@ def test_the_input_checkpoint_is_never_overwritten(tmp_path, capsys):
                         '--exporter', 'torchscript', '--shape', '64', '--force']) == 2
     assert 'is an input of this command' in capsys.readouterr().err
     assert weights.read_bytes() == before
+    # A folder that cannot be made is named before the export.
+    assert export.main([str(weights / 'x.onnx'), '--arch', repr(TINY_LITE), '--exporter',
+                        'torchscript', '--shape', '64']) == 2
+    assert f'{weights} is a file, not a folder' in capsys.readouterr().err
 
 
 def test_cli_errors(capsys):

@@ -23,9 +23,10 @@ def load_demo_config(config: str, cfg_options: Optional[dict], work_dir: str, fo
     Raises FileNotFoundError for a missing config; ValueError, naming `template` (the config to
     derive from), for one without `synthetic_data` or `data_root`, whose `synthetic_data` does not
     fit `data_args` (another demo's config), or whose `expected` (dotted) keys, which the
-    generated data depends on, are absent or hold other values; and, as tools/train.py does
-    (`check_work_dir`), for a `work_dir` that is a file or holds a file of the user's under the
-    config's name, or an earlier run without `force`."""
+    generated data depends on, are absent or hold other values. Refuses a `work_dir` as
+    tools/train.py does: one it cannot write in (an OSError from `check_work_dir`), one holding a
+    file of the user's under the config's name, or an earlier run without `force`
+    (FileExistsError)."""
     cfg = load_config(config, cfg_options)
     fix = f'use a config derived from {template}'
     if 'synthetic_data' not in cfg or 'data_root' not in cfg:

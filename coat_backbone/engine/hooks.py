@@ -62,7 +62,7 @@ class AtomicCheckpointHook(CheckpointHook):
     `last_checkpoint` naming an empty file. This hook writes to `<name>.partial`, syncs it to disk,
     renames it into place (atomic on POSIX), updates `last_checkpoint` the same way, and prunes old
     checkpoints only afterwards. Its own left-over `.partial` files are removed when training
-    starts.
+    starts, and a run resumed from another work_dir leaves that run's best checkpoint alone.
     Covered: the periodic and last checkpoints, which resuming uses; `save_best` files keep
     mmengine's writing, and so do remote `out_dir`s (non-local backends), where renames are not
     atomic. Arguments are `CheckpointHook`'s.
@@ -70,11 +70,21 @@ class AtomicCheckpointHook(CheckpointHook):
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
+        # A run resumed from another work_dir's checkpoint inherits that run's best checkpoint,
+        # which mmengine deletes once this run scores better: not this run's file to delete.
+        if getattr(self, 'best_ckpt_path', None) and not self._is_own(self.best_ckpt_path):
+            self.best_ckpt_path = None
+        for key, path in getattr(self, 'best_ckpt_path_dict', {}).items():
+            if path and not self._is_own(path):
+                self.best_ckpt_path_dict[key] = None
         if not (is_main_process() and isinstance(self.file_backend, LocalBackend)):
             return
         for path in self._unfinished_files(runner.work_dir):
             os.remove(path)
             print_log(f'Removed {path}, left unfinished by an interrupted run.', logger='current')
+
+    def _is_own(self, path: str) -> bool:
+        return osp.realpath(osp.dirname(path)) == osp.realpath(self.out_dir)
 
     def _unfinished_files(self, work_dir: str) -> List[str]:
         """The `.partial` files this hook writes (`<filename_tmpl with a step>.partial` in

@@ -8,7 +8,7 @@ import logging
 import os
 import os.path as osp
 import re
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch.distributed as dist
 from mmengine.config import Config
@@ -17,9 +17,7 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-# The names CheckpointHook saves under (fullmatch); `search` finds the step of best ones too
-# (best_acc_epoch_3.pth).
-_STEP = re.compile(r'(epoch|iter)_(\d+)\.pth$')
+from ..outputs import check_writable_folder
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -60,30 +58,37 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
 
 
 def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True) -> None:
-    """A new run writes `epoch_N.pth` / `iter_N.pth` and `last_checkpoint` under the names an
-    earlier run in the same work_dir used: refuse unless `force`. So does `--resume` without a
-    value in a work_dir without `last_checkpoint`, which mmengine starts from scratch.
+    """Unless `force`, refuse a run that would write its checkpoints over an earlier run's:
+    - a new run in a work_dir holding checkpoints (it writes `epoch_N.pth` / `iter_N.pth` and
+      `last_checkpoint` under the names the earlier run used);
+    - `--resume` without a value in a work_dir without `last_checkpoint`, which mmengine starts
+      from scratch;
+    - `--resume CKPT`, which continues numbering after CKPT's step, where that would replace later
+      checkpoints of CKPT's run, or the checkpoints of another run.
     `can_resume`: the tool has a `--resume` to suggest."""
     if force:
         return
     work_dir = cfg.work_dir
     has_pointer = osp.isfile(osp.join(work_dir, 'last_checkpoint'))
-    found = sorted(osp.basename(path)
-                   for path in glob.glob(osp.join(glob.escape(work_dir), '*.pth')))
+    steps = _periodic_checkpoints(cfg, work_dir)
     if cfg.get('resume') and cfg.get('load_from'):
-        _refuse_to_resume_over_checkpoints(cfg.load_from, work_dir, found)
+        _refuse_to_resume_over_checkpoints(cfg, cfg.load_from, steps)
         return
     if cfg.get('resume') and has_pointer:
         return
+    found = sorted(steps, key=steps.get) + sorted(
+        {osp.basename(path) for path in glob.glob(osp.join(glob.escape(work_dir), '*.pth'))}
+        - set(steps))
     if not found and not has_pointer:
         return
     shown = ', '.join((['last_checkpoint'] if has_pointer else []) + found[:4]) \
         + (', ...' if len(found) > 4 else '')
     if cfg.get('resume'):
+        latest = max(steps, key=steps.get) if steps else found[0]
         raise FileExistsError(
             f'--resume: {work_dir} has no last_checkpoint to resume from, so the run would start '
             f'from scratch and overwrite its checkpoints ({shown}). Resume from one of them '
-            f'(--resume {osp.join(work_dir, found[0])}), give the new run another --work-dir, or '
+            f'(--resume {osp.join(work_dir, latest)}), give the new run another --work-dir, or '
             f'pass --force to train over them.')
     raise FileExistsError(
         f'{work_dir} holds an earlier run ({shown}), which a new run would overwrite. '
@@ -91,29 +96,56 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
         + ' the new run another --work-dir, or pass --force to train over it.')
 
 
-def _refuse_to_resume_over_checkpoints(checkpoint: str, work_dir: str, found: List[str]) -> None:
-    """A run resumed from `checkpoint` at step N saves `<epoch|iter>_{N+1}.pth` onwards in
-    work_dir: refuse when that would replace checkpoints already there, those after N of the same
-    run, or any numbered one when `checkpoint` comes from another work_dir (two runs mixed)."""
-    step = _STEP.search(osp.basename(checkpoint))
-    same_run = (step is not None and osp.isdir(work_dir)
+def _name_patterns(cfg: Config) -> List[re.Pattern]:
+    """The names the config's CheckpointHook saves periodic checkpoints under, as patterns
+    capturing the step: its `filename_tmpl`, or mmengine's defaults."""
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    templates = ([hook['filename_tmpl']] if hook.get('filename_tmpl') else
+                 ['epoch_{}.pth', 'iter_{}.pth'])
+    patterns = []
+    for template in templates:
+        parts = re.split(r'\{[^{}]*\}', template, maxsplit=1)
+        if len(parts) == 2:  # a template without a step saves one file, numbered by nothing
+            patterns.append(re.compile(re.escape(parts[0]) + r'(\d+)' + re.escape(parts[1]) + '$'))
+    return patterns
+
+
+def _step_of(name: str, patterns: List[re.Pattern],
+             prefixed: bool = False) -> Optional[Tuple[int, int]]:
+    """(which pattern, step) of a checkpoint name, or None. `prefixed`: also find it at the end
+    of a longer name, as in mmengine's best checkpoints (`best_acc_epoch_3.pth`)."""
+    for index, pattern in enumerate(patterns):
+        match = pattern.search(name) if prefixed else pattern.fullmatch(name)
+        if match:
+            return index, int(match.group(1))
+    return None
+
+
+def _periodic_checkpoints(cfg: Config, work_dir: str) -> Dict[str, Tuple[int, int]]:
+    """{name: (which pattern, step)} of the periodic checkpoints in work_dir."""
+    patterns = _name_patterns(cfg)
+    names = os.listdir(work_dir) if osp.isdir(work_dir) else []
+    return {name: step for name in names if (step := _step_of(name, patterns)) is not None}
+
+
+def _refuse_to_resume_over_checkpoints(cfg: Config, checkpoint: str,
+                                       steps: Dict[str, Tuple[int, int]]) -> None:
+    """See `refuse_to_overwrite_a_run`; `steps` are work_dir's periodic checkpoints."""
+    work_dir = cfg.work_dir
+    step = _step_of(osp.basename(checkpoint), _name_patterns(cfg), prefixed=True)
+    same_run = (step is not None and osp.isfile(checkpoint) and osp.isdir(work_dir)
                 and osp.samefile(osp.dirname(osp.abspath(checkpoint)), work_dir))
-
-    def overwritten(name: str) -> bool:
-        match = _STEP.fullmatch(name)
-        if match is None:
-            return False
-        return not same_run or (match.group(1) == step.group(1)
-                                and int(match.group(2)) > int(step.group(2)))
-
-    over = [name for name in found if overwritten(name)]
+    over = sorted((name for name, (kind, number) in steps.items()
+                   if not same_run or kind != step[0] or number > step[1]), key=steps.get)
     if over:
-        shown = ', '.join(over[:4]) + (', ...' if len(over) > 4 else '')
-        where = 'later checkpoints of the same run' if same_run else 'another run\'s checkpoints'
+        shown = ', '.join(over[:4]) + (f', ... {over[-1]}' if len(over) > 4 else '')
+        where = ('later checkpoints of the same run' if same_run else
+                 'the checkpoints of another run')
         raise FileExistsError(
             f'--resume {checkpoint}: the resumed run would save its checkpoints in {work_dir} '
-            f'and overwrite {where} there ({shown}). Resume from the last of them, give the '
-            f'resumed run another --work-dir, or pass --force to train over them.')
+            f'and overwrite {where} there ({shown}). Resume from the latest '
+            f'(--resume {osp.join(work_dir, over[-1])}), give the resumed run another '
+            f'--work-dir, or pass --force to train over them.')
 
 
 def _unlike_an_mmengine_dump(path: str) -> Optional[str]:
@@ -130,11 +162,11 @@ def _unlike_an_mmengine_dump(path: str) -> Optional[str]:
 
 
 def check_work_dir(config: str, work_dir: str) -> None:
-    """The Runner writes the merged config to `<work_dir>/<config file name>`: refuse a work_dir
-    that is a file, or one that holds anything but a config the Runner wrote under that name
-    (the user's config itself, or another file of theirs)."""
-    if osp.exists(work_dir) and not osp.isdir(work_dir):
-        raise NotADirectoryError(f'--work-dir {work_dir} is a file; give a folder.')
+    """Refuse a work_dir that cannot be written (a file, or a folder under one, say), and, since
+    the Runner writes the merged config to `<work_dir>/<config file name>`, one that holds
+    anything but a config the Runner wrote under that name (the user's config itself, or another
+    file of theirs)."""
+    check_writable_folder(work_dir, f'--work-dir {work_dir}')
     dump = osp.join(work_dir, osp.basename(config))
     why = _unlike_an_mmengine_dump(dump) if osp.lexists(dump) else None
     if why is None:
