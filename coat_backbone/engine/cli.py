@@ -12,7 +12,6 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 from ..outputs import check_writable_folder
-
 from .runtime import (adapt_to_machine, build_runner, check_work_dir, default_work_dir,
                       enable_amp, enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
                       set_local_rank, set_resume)

@@ -39,6 +39,15 @@ def _fsync_file(path: str) -> None:
         os.fsync(file.fileno())
 
 
+def checkpoint_name_pattern(filename_tmpl: str) -> Optional[re.Pattern]:
+    """`CheckpointHook`'s `filename_tmpl` (`'epoch_{}.pth'`) as a pattern whose group is the
+    step; None for a template without one, which saves every checkpoint under one name."""
+    parts = re.split(r'\{[^{}]*\}', filename_tmpl, maxsplit=1)
+    if len(parts) != 2:
+        return None
+    return re.compile(re.escape(parts[0]) + r'(\d+)' + re.escape(parts[1]) + '$')
+
+
 def write_text_atomically(path: str, text: str) -> None:
     """Replace `path` by `text` so that readers see the old or the new content, never a mix."""
     partial = path + PARTIAL_SUFFIX
@@ -91,13 +100,11 @@ class AtomicCheckpointHook(CheckpointHook):
         out_dir, `last_checkpoint.partial` in work_dir); any other `.partial` is not ours."""
         found = [path for path in [osp.join(work_dir, 'last_checkpoint' + PARTIAL_SUFFIX)]
                  if osp.isfile(path)]
-        if osp.isdir(self.out_dir):
-            for name in sorted(os.listdir(self.out_dir)):
-                stem = name[:-len(PARTIAL_SUFFIX)]
-                if name.endswith(PARTIAL_SUFFIX) and any(
-                        stem == self.filename_tmpl.format(int(step))
-                        for step in re.findall(r'\d+', stem)):
-                    found.append(osp.join(self.out_dir, name))
+        pattern = checkpoint_name_pattern(self.filename_tmpl)
+        if pattern is not None and osp.isdir(self.out_dir):
+            found += [osp.join(self.out_dir, name) for name in sorted(os.listdir(self.out_dir))
+                      if name.endswith(PARTIAL_SUFFIX)
+                      and pattern.fullmatch(name[:-len(PARTIAL_SUFFIX)])]
         return found
 
     def _save_checkpoint_with_step(self, runner, step: int, meta: dict) -> None:

@@ -18,6 +18,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from ..outputs import check_writable_folder
+from .hooks import checkpoint_name_pattern
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -102,12 +103,7 @@ def _name_patterns(cfg: Config) -> List[re.Pattern]:
     hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
     templates = ([hook['filename_tmpl']] if hook.get('filename_tmpl') else
                  ['epoch_{}.pth', 'iter_{}.pth'])
-    patterns = []
-    for template in templates:
-        parts = re.split(r'\{[^{}]*\}', template, maxsplit=1)
-        if len(parts) == 2:  # a template without a step saves one file, numbered by nothing
-            patterns.append(re.compile(re.escape(parts[0]) + r'(\d+)' + re.escape(parts[1]) + '$'))
-    return patterns
+    return [pattern for pattern in map(checkpoint_name_pattern, templates) if pattern]
 
 
 def _step_of(name: str, patterns: List[re.Pattern],
