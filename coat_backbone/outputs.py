@@ -35,6 +35,22 @@ def check_writable_folder(folder: PathLike, what: str) -> None:
                                  f'path.')
 
 
+def check_output_file(path: PathLike, force: bool = False,
+                      protected: Iterable[PathLike] = ()) -> None:
+    """Raise an OSError naming the problem and the fix unless a file can be written at `path`:
+    its folder can be written (`check_writable_folder`), it is not a directory nor one of the
+    command's inputs (`protected`), and it does not exist unless `force`."""
+    path = Path(path)
+    check_writable_folder(path.parent, str(path))
+    if path.resolve() in {Path(p).expanduser().resolve() for p in protected}:
+        raise FileExistsError(f'{path} is an input of this command; write elsewhere.')
+    if path.is_dir():
+        raise IsADirectoryError(f'{path} is a directory; give the output a file name.')
+    if path.exists() and not force:
+        raise FileExistsError(f'{path} exists; choose another name or pass --force to replace '
+                              f'it.')
+
+
 def write_atomically(path: PathLike, write: Callable[[Path], None], force: bool = False,
                      protected: Iterable[PathLike] = (),
                      rename: Optional[Callable[[Path], Path]] = None) -> Path:
@@ -45,27 +61,17 @@ def write_atomically(path: PathLike, write: Callable[[Path], None], force: bool 
     temporary file to its final path (content-addressed names). Returns the final path.
     """
     path = Path(path)
-    protected = {Path(p).expanduser().resolve() for p in protected}
-
-    def check(final: Path) -> None:
-        if final.resolve() in protected:
-            raise FileExistsError(f'{final} is an input of this command; write elsewhere.')
-        if final.is_dir():
-            raise IsADirectoryError(f'{final} is a directory; give the output a file name.')
-        if final.exists() and not force:
-            raise FileExistsError(f'{final} exists; choose another name or pass --force to '
-                                  f'replace it.')
-
     # Fail before the work: the folder always, the name when it is known in advance.
-    check_writable_folder(path.parent, str(path))
     if rename is None:
-        check(path)
+        check_output_file(path, force, protected)
+    else:
+        check_writable_folder(path.parent, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
     try:
         write(temporary)
         final = rename(temporary) if rename else path
-        check(final)
+        check_output_file(final, force, protected)
         os.replace(temporary, final)
     finally:
         with suppress(OSError):  # the error that got here matters, not a failed clean-up

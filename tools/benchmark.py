@@ -27,7 +27,7 @@ from coat_backbone.benchmark import (EXECUTIONS, IMPLEMENTATIONS, MODES, PRECISI
                                      format_table, matmul_peak_tflops, profile_step, report,
                                      run_benchmark)
 from coat_backbone.coat import grid_sizes, resolve_arch
-from coat_backbone.outputs import check_writable_folder, write_atomically
+from coat_backbone.outputs import check_output_file, write_atomically
 
 SIZE = re.compile(r'^(\d+)x(\d+):(\d+)$')
 
@@ -93,15 +93,8 @@ def main(argv: List[str]) -> int:
     args = parse_args(argv)
     stamp = time.strftime('%Y%m%d_%H%M%S')
     out = args.out or Path('work_dirs/benchmark') / f'benchmark_{stamp}.json'
-    if out.is_dir():
-        print(f'error: --out {out} is a directory; give a JSON file path', file=sys.stderr)
-        return 2
-    if out.exists() and not args.force:
-        print(f'error: {out} exists; pass --force to replace it or choose another --out',
-              file=sys.stderr)
-        return 2
     try:
-        check_writable_folder(out.parent, f'--out {out}')
+        check_output_file(out, force=args.force)
     except OSError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
