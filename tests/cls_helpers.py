@@ -60,7 +60,7 @@ def free_port() -> str:
 
 def run_script(args: List[str], env: Dict[str, str], timeout: float = 300) -> str:
     """Run a tools/ shell script with this interpreter from the repository root; its output."""
-    full_env = {**os.environ, 'PYTHON': sys.executable, 'OMP_NUM_THREADS': '1', **env}
+    full_env = {**os.environ, 'COAT_VENV': sys.prefix, 'OMP_NUM_THREADS': '1', **env}
     result = subprocess.run(args, cwd=REPO, env=full_env, capture_output=True, text=True,
                             timeout=timeout)
     output = result.stdout + result.stderr

@@ -121,7 +121,7 @@ def tiny_config_file(config: Path, data_root: Path, work_dir: Path, out: Path,
 def run_tool(args: List[str], env: Optional[Dict[str, str]] = None,
              timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a tools/ script with this interpreter, from the repository root; fail with its output."""
-    full_env = {**os.environ, 'PYTHON': sys.executable, 'OMP_NUM_THREADS': '1', **(env or {})}
+    full_env = {**os.environ, 'COAT_VENV': sys.prefix, 'OMP_NUM_THREADS': '1', **(env or {})}
     command = args if args[0].endswith('.sh') else [sys.executable, *args]
     result = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True,
                             timeout=timeout)

@@ -150,3 +150,42 @@ def test_a_cache_folder_whose_wheel_was_deleted_gets_the_rebuilt_wheel(venv: Pat
     returncode, _, calls = run(venv, FAKE_BUILD_OK='1')
     assert returncode == 0 and wheel.exists()  # where the next set-up finds it
     assert any(call.startswith('uv pip install') and str(wheel) in call for call in calls)
+
+
+def test_a_python_older_than_the_pins_is_named_before_the_venv(tmp_path: Path):
+    old_python = tmp_path / 'python3.10'
+    old_python.write_text('#!/usr/bin/env bash\necho 3.10\nexit 1\n')
+    old_python.chmod(0o755)
+    venv = tmp_path / 'new-venv'
+    returncode, stderr, _ = run(venv, COAT_BASE_PYTHON=str(old_python))
+    assert returncode == 1 and not venv.exists()
+    assert f'{old_python} is Python 3.10' in stderr and '3.11 or newer' in stderr
+    assert 'COAT_BASE_PYTHON=' in stderr
+
+
+def test_a_venv_of_an_older_python_is_named(venv: Path):
+    (venv / 'has_pip').touch()
+    python = venv / 'bin' / 'python'
+    python.write_text(python.read_text().replace('case "$1 $2 $3" in',
+                                                 'case "$1 $2 $3" in\n  "-c import sys;"*) '
+                                                 'echo 3.10; exit 1 ;;'))
+    returncode, stderr, calls = run(venv)
+    assert returncode == 1 and f'{venv} is Python 3.10' in stderr and 'move it away' in stderr
+    assert not any(call.startswith('python -m pip install') for call in calls)
+
+
+def test_another_gpu_generation_redoes_the_set_up(venv: Path, tmp_path: Path, monkeypatch):
+    """mmcv's ops are built for the GPUs present: a venv moved to another generation is updated."""
+    (venv / 'has_pip').touch()
+    nvidia_smi = tmp_path / 'bin' / 'nvidia-smi'
+    nvidia_smi.parent.mkdir()
+    nvidia_smi.write_text('#!/usr/bin/env bash\n[ "$1" = -L ] && exec echo "GPU 0: A GPU"\n'
+                          'echo "$FAKE_COMPUTE_CAP"\n')
+    nvidia_smi.chmod(0o755)
+    env = dict(PATH=f'{nvidia_smi.parent}:{os.environ["PATH"]}', FAKE_BUILD_OK='1')
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)  # all GPUs visible
+    assert run(venv, FAKE_COMPUTE_CAP='8.0', **env)[0] == 0
+    returncode, stderr, _ = run(venv, FAKE_COMPUTE_CAP='8.0', **env)
+    assert returncode == 0 and 'environment up to date' in stderr
+    returncode, stderr, _ = run(venv, FAKE_COMPUTE_CAP='9.0', **env)
+    assert returncode == 0 and 'environment up to date' not in stderr

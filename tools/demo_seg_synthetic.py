@@ -25,7 +25,7 @@ from coat_backbone.training_logs import plot_runs, read_run_log, select_keys  # 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--config', default='configs/demo/fpn_coat_demo_seg.py',
+    parser.add_argument('--config', default=str(ROOT / 'configs/demo/fpn_coat_demo_seg.py'),
                         help='a config with `synthetic_data` (SegShapesArgs) and `data_root`')
     parser.add_argument('--work-dir', default='work_dirs/demo_seg', help='where results are saved')
     parser.add_argument('--force', action='store_true',

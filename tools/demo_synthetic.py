@@ -28,7 +28,7 @@ METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--config', default='configs/demo/mask_rcnn_coat_demo.py',
+    parser.add_argument('--config', default=str(ROOT / 'configs/demo/mask_rcnn_coat_demo.py'),
                         help='a config with `synthetic_data` (CocoShapesArgs) and `data_root`')
     parser.add_argument('--work-dir', default='work_dirs/demo', help='where results are saved')
     parser.add_argument('--force', action='store_true',

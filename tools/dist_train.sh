@@ -3,20 +3,12 @@
 # GPU, or gloo processes on CPU when there is no GPU.
 #   tools/dist_train.sh CONFIG NUM_PROCESSES [tools/train.py options]
 # Several machines: NNODES, NODE_RANK, MASTER_ADDR and PORT (default 29500) on each of them.
-# PYTHON selects the interpreter (default: the project's .venv when set up, else python).
+# COAT_VENV selects the environment (tools/launcher.sh).
 set -euo pipefail
+usage="usage: $0 CONFIG NUM_PROCESSES [options of tools/train.py]"
 if [ $# -lt 2 ]; then
-  echo "usage: $0 CONFIG NUM_PROCESSES [options of tools/train.py]" >&2
+  echo "$usage" >&2
   exit 2
 fi
-CONFIG=$1
-NPROC=$2
-shift 2
-TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV_PYTHON="${COAT_VENV:-$TOOLS/../.venv}/bin/python"
-[ -x "$VENV_PYTHON" ] || VENV_PYTHON=python
-exec "${PYTHON:-$VENV_PYTHON}" -m torch.distributed.run \
-  --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
-  --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
-  --nproc_per_node="$NPROC" \
-  "$TOOLS/train.py" "$CONFIG" --launcher pytorch "$@"
+. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+coat_torchrun "$2" train.py "$1" --launcher pytorch "${@:3}"

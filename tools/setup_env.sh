@@ -4,13 +4,16 @@
 # Idempotent: with unchanged pins a second run returns in seconds, and a rebuilt environment reuses
 # the mmcv wheel cached for the exact torch build it was compiled against.
 #
-# Environment: COAT_VENV (default ./.venv), COAT_CACHE_DIR (default ~/.cache/coat-backbone),
-# FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST to build mmcv's CUDA ops (needs nvcc; automatic with a GPU),
-# CUDA_VISIBLE_DEVICES= for a CPU-only set-up on a GPU machine. Set-ups sharing a cache run in turn.
+# Environment: COAT_VENV (default <checkout>/.venv), COAT_BASE_PYTHON (the Python, 3.11 or newer,
+# a new venv is made from; default python3.11, else python3), COAT_CACHE_DIR (default
+# ~/.cache/coat-backbone), FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST to build mmcv's CUDA ops (needs
+# nvcc; automatic with a GPU), CUDA_VISIBLE_DEVICES= for a CPU-only set-up on a GPU machine.
+# Set-ups sharing a cache run in turn.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${COAT_VENV:-$ROOT/.venv}"
+. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+ROOT=$COAT_ROOT
+VENV=$COAT_VENV
 CACHE="${COAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/coat-backbone}"
 PY="$VENV/bin/python"
 CONSTRAINTS="$ROOT/constraints.txt"
@@ -39,7 +42,11 @@ setup_key=$(cat "$CONSTRAINTS" "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum 
 # A GPU that appears later (or a copied environment) must rebuild mmcv with its CUDA ops.
 # CUDA_VISIBLE_DEVICES= hides the GPUs, for a CPU-only set-up.
 gpu=nogpu
-if [ -n "${CUDA_VISIBLE_DEVICES-all}" ] && nvidia-smi -L >/dev/null 2>&1; then gpu=gpu; fi
+if [ -n "${CUDA_VISIBLE_DEVICES-all}" ] && nvidia-smi -L >/dev/null 2>&1; then
+  # And their generations: mmcv's ops built for one do not run on another.
+  gpu="gpu$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | sort -u |
+    tr -d ' ' | tr '\n' _)"
+fi
 setup_key="$setup_key-cuda${FORCE_CUDA:-0}-${TORCH_CUDA_ARCH_LIST:-}-$gpu"
 stamp="$VENV/.coat-setup-done"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$setup_key" ]; then
@@ -49,7 +56,22 @@ fi
 # The environment changes from here on: an old stamp must not vouch for a half-updated one.
 rm -f "$stamp"
 
-[ -x "$PY" ] || python3 -m venv "$VENV"
+# The pinned stack needs Python 3.11 or newer (numpy 2.4 for one), which uv would only say as
+# an unresolvable pin.
+python_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])
+sys.exit(sys.version_info < (3, 11))'; }
+if [ ! -x "$PY" ]; then
+  base=${COAT_BASE_PYTHON:-$(command -v python3.11 || command -v python3 || true)}
+  [ -n "$base" ] || die "no python3 on PATH: install Python 3.11 (Debian/Ubuntu: apt install\
+ python3.11-venv) or name it with COAT_BASE_PYTHON=/path/to/python3.11"
+  version=$(python_version "$base") || die "$base is Python ${version:-of unknown version}, and\
+ the pinned stack needs 3.11 or newer: install Python 3.11 (Debian/Ubuntu: apt install\
+ python3.11-venv) and name it with COAT_BASE_PYTHON=/path/to/python3.11"
+  "$base" -m venv "$VENV"
+elif ! version=$(python_version "$PY"); then
+  die "$VENV is Python ${version:-of unknown version}, and the pinned stack needs 3.11 or newer:\
+ move it away and rerun with Python 3.11 (COAT_BASE_PYTHON=/path/to/python3.11)"
+fi
 # A venv whose creation failed or was interrupted can lack pip; the interpreter's ensurepip repairs it.
 if ! "$PY" -m pip --version >/dev/null 2>&1; then
   log "$VENV has no pip; installing it with ensurepip"

@@ -37,9 +37,10 @@ def default_work_dir(config_path: str) -> str:
 
 
 def set_resume(cfg: Config, resume: Optional[str]) -> None:
-    """`--resume` without a value: from `<work_dir>/last_checkpoint` if there is one (else from
-    scratch, which `refuse_to_overwrite_a_run` allows only in a work_dir without checkpoints);
-    with a path: from that checkpoint."""
+    """`--resume` without a value: from `<work_dir>/last_checkpoint` if there is one, else a new
+    run (which `refuse_to_overwrite_a_run` allows only in a work_dir without checkpoints) that
+    starts from the config's `load_from`, as it would without `--resume`; with a path: from that
+    checkpoint."""
     if resume is None:
         return
     if resume != 'auto':
@@ -48,13 +49,20 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
         cfg.resume, cfg.load_from = True, resume
         return
     pointer = osp.join(cfg.work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer, encoding='utf-8') as file:
-            last = file.read().strip()
-        if '://' not in last and not osp.isfile(last):
-            raise FileNotFoundError(
-                f'{pointer} names {last!r}, which does not exist. Pick a checkpoint of '
-                f'{cfg.work_dir} yourself: --resume {osp.join(cfg.work_dir, "epoch_N.pth")}.')
+    if not osp.isfile(pointer):
+        # mmengine would clear load_from and find nothing to resume: a fine-tuning run would
+        # start from random weights.
+        print_log(f'--resume: {cfg.work_dir} has no last_checkpoint, so this is a new run'
+                  + (f' from load_from={cfg.load_from}.' if cfg.get('load_from') else '.'),
+                  logger='current')
+        cfg.resume = False
+        return
+    with open(pointer, encoding='utf-8') as file:
+        last = file.read().strip()
+    if '://' not in last and not osp.isfile(last):
+        raise FileNotFoundError(
+            f'{pointer} names {last!r}, which does not exist. Pick a checkpoint of '
+            f'{cfg.work_dir} yourself: --resume {osp.join(cfg.work_dir, "epoch_N.pth")}.')
     cfg.resume, cfg.load_from = True, None
 
 
@@ -62,8 +70,8 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
     """Unless `force`, refuse a run that would write its checkpoints over an earlier run's:
     - a new run in a work_dir holding checkpoints (it writes `epoch_N.pth` / `iter_N.pth` and
       `last_checkpoint` under the names the earlier run used);
-    - `--resume` without a value in a work_dir without `last_checkpoint`, which mmengine starts
-      from scratch;
+    - `resume=True` without `load_from` in a work_dir without `last_checkpoint`, which mmengine
+      starts from scratch;
     - `--resume CKPT`, which continues numbering after CKPT's step, where that would replace later
       checkpoints of CKPT's run, or the checkpoints of another run.
     `can_resume`: the tool has a `--resume` to suggest."""
@@ -84,16 +92,16 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
         return
     shown = ', '.join((['last_checkpoint'] if has_pointer else []) + found[:4]) \
         + (', ...' if len(found) > 4 else '')
-    if cfg.get('resume'):
+    if has_pointer:
+        earlier, resume = f'{work_dir} holds an earlier run ({shown})', '--resume'
+    else:  # `--resume` alone would not find it
         latest = max(steps, key=steps.get) if steps else found[0]
-        raise FileExistsError(
-            f'--resume: {work_dir} has no last_checkpoint to resume from, so the run would start '
-            f'from scratch and overwrite its checkpoints ({shown}). Resume from one of them '
-            f'(--resume {osp.join(work_dir, latest)}), give the new run another --work-dir, or '
-            f'pass --force to train over them.')
+        earlier = (f'{work_dir} holds an earlier run ({shown}) without a last_checkpoint to '
+                   f'resume from')
+        resume = f'--resume {osp.join(work_dir, latest)}'
     raise FileExistsError(
-        f'{work_dir} holds an earlier run ({shown}), which a new run would overwrite. '
-        + ('Continue it with --resume, give' if can_resume else 'Give')
+        f'{earlier}, which a new run would overwrite. '
+        + (f'Continue it with {resume}, give' if can_resume else 'Give')
         + ' the new run another --work-dir, or pass --force to train over it.')
 
 
