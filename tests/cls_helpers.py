@@ -6,7 +6,6 @@ demo's small CoaT-Lite-style network (it learns the synthetic classes in a few e
 narrower ones with parallel blocks need several times more), and runs only a few epochs.
 """
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -49,13 +48,6 @@ def write_config(cfg: Config, path: Path) -> Path:
     """Dump `cfg` as a flat config file the tools can read."""
     cfg.dump(str(path))
     return path
-
-
-def free_port() -> str:
-    """A TCP port nobody listens on, for torchrun's rendezvous."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return str(sock.getsockname()[1])
 
 
 def run_script(args: List[str], env: Dict[str, str], timeout: float = 300) -> str:

@@ -177,8 +177,9 @@ def test_implementations_take_turns_and_one_failing_midway_spares_the_others(mon
 
 def test_cli_writes_json_and_never_replaces_it(tmp_path, capsys):
     out = tmp_path / 'bench.json'
+    # Memory, measured in spawned processes, is test_every_configuration_is_timed_and_measured's.
     args = ['--archs', 'lite_tiny', '--sizes', '64x64:1', '--modes', 'fwd', '--iters', '1',
-            '--device', 'cpu', '--out', str(out)]
+            '--device', 'cpu', '--no-memory', '--out', str(out)]
     assert benchmark_tool.main(args + ['--profile']) == 0
     document = json.loads(out.read_text())
     assert document['environment']['device'] == 'cpu'

@@ -2,7 +2,8 @@
 machine) with repeated augmentation spread over the processes, on the shrunk recipe."""
 import torch
 
-from cls_helpers import TOOLS, free_port, run_script, tiny_cls_config, write_config
+from cls_helpers import TOOLS, run_script, tiny_cls_config, write_config
+from tool_runner import free_port
 from coat_backbone.classification import SyntheticImageNetArgs, generate_synthetic_imagenet
 
 

@@ -86,7 +86,7 @@ def test_an_image_without_its_batch_dimension_is_named():
 
 
 def test_detection_resolution_odd_size():
-    model = CoaT('small').eval()
+    model = CoaT(TINY_COAT).eval()  # the sizes depend on the strides only
     with torch.no_grad():
         features = model(torch.randn(1, 3, 803, 1211))
     assert [tuple(f.shape[2:]) for f in features] == [(200, 302), (100, 151), (50, 75), (25, 37)]
@@ -196,6 +196,65 @@ def test_gradient_checkpointing_is_exact(kind, monkeypatch):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     for name in plain_grads:
         torch.testing.assert_close(plain_grads[name], cp_grads[name], rtol=1e-5, atol=1e-6)
+
+
+def test_official_initialisation():
+    """As timm's and the official model: Linear weights trunc_normal(std=0.02) with zero biases,
+    unit LayerNorms, class tokens trunc_normal(std=0.02); convolutions keep PyTorch's."""
+    torch.manual_seed(0)
+    model = CoaTClassifier(TINY_COAT, num_classes=7)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    assert 0.019 < weights.std() < 0.021 and abs(weights.mean()) < 0.001
+    assert all(m.bias is None or not m.bias.any() for m in linears)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all((m.weight == 1).all() and not m.bias.any() for m in norms)
+    tokens = torch.cat([getattr(model, f'cls_token{i}').flatten() for i in range(1, 5)])
+    assert 0.015 < tokens.std() < 0.025
+    assert model.patch_embed1.proj.weight.std() > 0.05  # PyTorch's default, not 0.02
+
+
+def test_qkv_bias_and_head_dropout_reach_their_layers():
+    names = [name for name, _ in CoaT(TINY_COAT, qkv_bias=False).named_parameters()]
+    qkv = [name for name in names if '.qkv.' in name]
+    assert qkv and all(name.endswith('weight') for name in qkv)
+    assert any(name.endswith('.proj.bias') for name in names)  # the other projections keep theirs
+    torch.manual_seed(0)
+    model = CoaTClassifier(TINY_LITE, num_classes=7, drop_rate=0.5).train()
+    images = torch.randn(2, 3, 64, 64)
+    assert not torch.equal(model(images), model(images))
+    model.eval()
+    assert torch.equal(model(images), model(images))
+
+
+def test_every_drop_path_takes_both_branches_of_its_block():
+    """Each block's drop path is applied to its attention and to its MLP branch, and each scale of
+    a parallel block uses its own (one that freezing turns off with the scale)."""
+    model = CoaT(TINY_COAT, drop_path_rate=0.5).train()
+    calls = {}
+    for name, module in model.named_modules():
+        if type(module).__name__ == 'DropPath':
+            module.register_forward_hook(lambda m, i, o, name=name: calls.update(
+                {name: calls.get(name, 0) + 1}))
+    model(torch.randn(1, 3, 64, 64))
+    parallel = [f'parallel_blocks.{i}.drop_path{s}' for i in range(2) for s in (2, 3, 4)]
+    serial = [f'serial_blocks{s}.0.drop_path' for s in range(1, 5)]
+    assert calls == {name: 2 for name in serial + parallel}
+
+
+@pytest.mark.parametrize('frozen_stages', [1, 2, 3])
+def test_a_parallel_block_drops_paths_in_its_training_scales_only(frozen_stages):
+    """Within one parallel block the attention is deterministic: a scale's output repeats exactly
+    when its drop path is off, as in the frozen scales (8 images alike twice by chance in a
+    training scale: odds 0.25 ** 8)."""
+    torch.manual_seed(0)
+    model = CoaT(TINY_COAT, frozen_stages=frozen_stages, drop_path_rate=0.5).train()
+    sizes = [(8, 8), (4, 4), (2, 2)]
+    tokens = [torch.randn(8, 1 + h * w, 32) for h, w in sizes]
+    block = model.parallel_blocks[0]
+    first, second = block(tokens, sizes), block(tokens, sizes)
+    assert [torch.equal(a, b) for a, b in zip(first, second)] == \
+        [scale <= frozen_stages for scale in (2, 3, 4)]
 
 
 def test_drop_path_rate_is_constant_across_blocks():

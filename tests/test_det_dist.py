@@ -2,7 +2,6 @@
 tools/train.py --resume, on real configs shrunk to CPU size (see det_helpers)."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -10,12 +9,7 @@ import time
 import torch
 
 from det_helpers import CONFIG_DIR, REPO, TOOLS, run_tool, tiny_config_file
-
-
-def free_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return str(sock.getsockname()[1])
+from tool_runner import free_port
 
 
 def test_dist_train_with_two_processes(coco_shapes, tmp_path):

@@ -23,6 +23,7 @@ from coat_backbone.engine import NonFiniteLossError, adapt_to_machine
 from coat_backbone.engine import cli, runtime
 from coat_backbone.engine.runtime import (check_work_dir, enable_amp, enable_auto_scale_lr,
                                           refuse_to_overwrite_a_run, set_resume)
+from tool_runner import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -383,7 +384,7 @@ def test_auto_scale_lr_names_a_missing_base_batch_size():
 def test_adapt_to_machine_without_gpu(monkeypatch):
     monkeypatch.setattr(runtime, 'get_device', lambda: 'cpu')  # also where a GPU is present
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
-    monkeypatch.setenv('MASTER_PORT', '29611')
+    monkeypatch.setenv('MASTER_PORT', free_port())
     monkeypatch.setenv('RANK', '0')
     monkeypatch.setenv('WORLD_SIZE', '1')
     cfg = Config(dict(

@@ -1,8 +1,9 @@
 """tools/setup_env.sh's recovery paths, run against a stand-in venv.
 
-The stand-in's ``python`` and ``uv`` log their calls and fail where a test says; ``pip`` and
-``ensurepip`` are simulated, and every other call (the probe for the mmcv cache key and build
-tools) runs on the real interpreter. Nothing is installed, so each case takes seconds.
+The stand-in's ``python`` and ``uv`` log their calls and fail where a test says; ``pip``,
+``ensurepip`` and the final import check are simulated, and every other call (the probe for the
+mmcv cache key and build tools) runs on the real interpreter. Nothing is installed, so each case
+takes seconds.
 """
 import fcntl
 import os
@@ -25,6 +26,7 @@ case "$1 $2 $3" in
     [ -n "${FAKE_ENSUREPIP_OK:-}" ] && touch "$FAKE_DIR/has_pip"
     exec test -e "$FAKE_DIR/has_pip" ;;
   "-m pip install") exit 0 ;;
+  "-c import mmcv.ops,"*) exit 0 ;;  # the stack check: nothing is installed
   "-m pip wheel")
     [ -n "${FAKE_BUILD_OK:-}" ] || exit 1
     while [ "$1" != -w ]; do shift; done
@@ -150,6 +152,7 @@ def test_a_cache_folder_whose_wheel_was_deleted_gets_the_rebuilt_wheel(venv: Pat
     returncode, _, calls = run(venv, FAKE_BUILD_OK='1')
     assert returncode == 0 and wheel.exists()  # where the next set-up finds it
     assert any(call.startswith('uv pip install') and str(wheel) in call for call in calls)
+    assert calls[-1].startswith('python -c import mmcv.ops, mmdet.models, mmseg.models')
 
 
 def test_a_python_older_than_the_pins_is_named_before_the_venv(tmp_path: Path):
