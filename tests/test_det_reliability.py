@@ -224,8 +224,17 @@ def test_resume_without_last_checkpoint_never_trains_over_checkpoints(tmp_path):
     # Nothing there: a new run, which keeps the config's starting weights (mmengine drops them).
     empty = Config(dict(work_dir=str(tmp_path / 'new'), load_from='pretrained.pth'))
     set_resume(empty, 'auto')
-    assert not empty.resume and empty.load_from == 'pretrained.pth'
+    assert 'resume' not in empty and empty.load_from == 'pretrained.pth'  # as the config says
+    own = Config(dict(work_dir=str(tmp_path / 'new'), resume=True, load_from='run/epoch_3.pth'))
+    set_resume(own, 'auto')
+    assert own.resume and own.load_from == 'run/epoch_3.pth'
     refuse_to_overwrite_a_run(empty, force=False)
+    # A work dir whose files are not this run's checkpoints: nothing to name for --resume.
+    (tmp_path / 'new').mkdir()
+    (tmp_path / 'new' / 'coat_lite_small_imagenet.pth').write_bytes(b'pretrained weights')
+    with pytest.raises(FileExistsError, match=r'\(coat_lite_small_imagenet.pth\) without a '
+                       r'last_checkpoint to resume from, .* Give the new run another --work-dir'):
+        refuse_to_overwrite_a_run(empty, force=False)
 
 
 def test_resume_from_a_file_never_trains_over_other_checkpoints(tmp_path):

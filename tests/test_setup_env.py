@@ -164,6 +164,9 @@ def test_a_python_older_than_the_pins_is_named_before_the_venv(tmp_path: Path):
     assert returncode == 1 and not venv.exists()
     assert f'{old_python} is Python 3.10' in stderr and '3.11 or newer' in stderr
     assert 'COAT_BASE_PYTHON=' in stderr
+    returncode, stderr, _ = run(venv, COAT_BASE_PYTHON=str(tmp_path / 'no-python'))
+    assert returncode == 1 and not venv.exists()
+    assert f'COAT_BASE_PYTHON={tmp_path / "no-python"}: no such interpreter' in stderr
 
 
 def test_a_venv_of_an_older_python_is_named(venv: Path):
@@ -183,12 +186,21 @@ def test_another_gpu_generation_redoes_the_set_up(venv: Path, tmp_path: Path, mo
     nvidia_smi = tmp_path / 'bin' / 'nvidia-smi'
     nvidia_smi.parent.mkdir()
     nvidia_smi.write_text('#!/usr/bin/env bash\n[ "$1" = -L ] && exec echo "GPU 0: A GPU"\n'
-                          'echo "$FAKE_COMPUTE_CAP"\n')
+                          '[ -n "$FAKE_COMPUTE_CAP" ] && exec echo "$FAKE_COMPUTE_CAP"\n'
+                          'echo "Field compute_cap is not a valid field to query." >&2\n'
+                          'exit 2\n')
     nvidia_smi.chmod(0o755)
     env = dict(PATH=f'{nvidia_smi.parent}:{os.environ["PATH"]}', FAKE_BUILD_OK='1')
-    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)  # all GPUs visible
+    # nvidia-smi is asked (it ignores CUDA_VISIBLE_DEVICES), torch sees no GPU, and no CUDA
+    # build is asked for, so that no nvcc is needed on a machine with a GPU either.
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '-1')
+    for name in ('FORCE_CUDA', 'TORCH_CUDA_ARCH_LIST'):
+        monkeypatch.delenv(name, raising=False)
     assert run(venv, FAKE_COMPUTE_CAP='8.0', **env)[0] == 0
     returncode, stderr, _ = run(venv, FAKE_COMPUTE_CAP='8.0', **env)
     assert returncode == 0 and 'environment up to date' in stderr
     returncode, stderr, _ = run(venv, FAKE_COMPUTE_CAP='9.0', **env)
     assert returncode == 0 and 'environment up to date' not in stderr
+    # A driver that cannot say (before R510) is no reason to stop.
+    returncode, stderr, _ = run(venv, FAKE_COMPUTE_CAP='', **env)
+    assert returncode == 0 and 'environment ready' in stderr

@@ -9,5 +9,5 @@ if [ $# -lt 3 ]; then
   echo "$usage" >&2
   exit 2
 fi
-. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
 coat_torchrun "$3" test.py "$1" "$2" --launcher pytorch "${@:4}"

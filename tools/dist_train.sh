@@ -10,5 +10,5 @@ if [ $# -lt 2 ]; then
   echo "$usage" >&2
   exit 2
 fi
-. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
 coat_torchrun "$2" train.py "$1" --launcher pytorch "${@:3}"

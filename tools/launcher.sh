@@ -5,17 +5,26 @@
 #              path is taken from the current folder, alike in every script; exported absolute.
 COAT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 coat_venv_given=${COAT_VENV:+1}
-COAT_VENV="$(realpath -m -- "${COAT_VENV:-$COAT_ROOT/.venv}")"
+COAT_VENV=${COAT_VENV:-$COAT_ROOT/.venv}
+case $COAT_VENV in
+  /*) ;;
+  *) COAT_VENV=$PWD/$COAT_VENV ;;  # as given otherwise, symlinks and all
+esac
 export COAT_VENV
 
 # The environment's python; without one (your own environment, no set-up) python3 from PATH,
 # unless COAT_VENV was given, which must then hold one.
 coat_python() {
-  if [ -x "$COAT_VENV/bin/python" ]; then
-    echo "$COAT_VENV/bin/python"
-  elif [ -n "$coat_venv_given" ]; then
-    echo "COAT_VENV=$COAT_VENV has no bin/python: set it up with" \
-      "COAT_VENV=$COAT_VENV bash $COAT_ROOT/tools/setup_env.sh, or name another environment" >&2
+  local name
+  for name in python python3; do
+    if [ -x "$COAT_VENV/bin/$name" ]; then
+      echo "$COAT_VENV/bin/$name"
+      return
+    fi
+  done
+  if [ -n "$coat_venv_given" ]; then
+    echo "COAT_VENV=$COAT_VENV has no bin/python: name an environment (a venv or a conda" \
+      "prefix), or make one there with COAT_VENV=$COAT_VENV bash $COAT_ROOT/tools/setup_env.sh" >&2
     return 1
   elif command -v python3 >/dev/null; then
     echo python3

@@ -4,7 +4,7 @@
 # work_dirs/demo_seg/ and the data to data/, in the current folder. Extra arguments are passed to
 # tools/demo_seg_synthetic.py (see --help).
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
 bash "$COAT_ROOT/tools/setup_env.sh"
 # OpenMP threads that spin while they wait stall each other when other processes share the cores.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"

@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. `bash tools/run_tests.sh tests/test_coat.py -k timm`; they
 # are read from the checkout, where pytest.ini is.
 set -euo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
 bash "$COAT_ROOT/tools/setup_env.sh"
 cd "$COAT_ROOT"
 # Some tests run two training processes on the same cores: spinning OpenMP threads stall them.

@@ -11,7 +11,7 @@
 # Set-ups sharing a cache run in turn.
 set -euo pipefail
 
-. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
 ROOT=$COAT_ROOT
 VENV=$COAT_VENV
 CACHE="${COAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/coat-backbone}"
@@ -43,9 +43,10 @@ setup_key=$(cat "$CONSTRAINTS" "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum 
 # CUDA_VISIBLE_DEVICES= hides the GPUs, for a CPU-only set-up.
 gpu=nogpu
 if [ -n "${CUDA_VISIBLE_DEVICES-all}" ] && nvidia-smi -L >/dev/null 2>&1; then
-  # And their generations: mmcv's ops built for one do not run on another.
-  gpu="gpu$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | sort -u |
-    tr -d ' ' | tr '\n' _)"
+  # And their generations: mmcv's ops built for one do not run on another (drivers before R510
+  # cannot say).
+  caps=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null) || caps=unknown
+  gpu="gpu$(sort -u <<<"$caps" | tr -d ' ' | tr '\n' _)"
 fi
 setup_key="$setup_key-cuda${FORCE_CUDA:-0}-${TORCH_CUDA_ARCH_LIST:-}-$gpu"
 stamp="$VENV/.coat-setup-done"
@@ -64,6 +65,7 @@ if [ ! -x "$PY" ]; then
   base=${COAT_BASE_PYTHON:-$(command -v python3.11 || command -v python3 || true)}
   [ -n "$base" ] || die "no python3 on PATH: install Python 3.11 (Debian/Ubuntu: apt install\
  python3.11-venv) or name it with COAT_BASE_PYTHON=/path/to/python3.11"
+  command -v "$base" >/dev/null || die "COAT_BASE_PYTHON=$base: no such interpreter"
   version=$(python_version "$base") || die "$base is Python ${version:-of unknown version}, and\
  the pinned stack needs 3.11 or newer: install Python 3.11 (Debian/Ubuntu: apt install\
  python3.11-venv) and name it with COAT_BASE_PYTHON=/path/to/python3.11"

@@ -11,5 +11,5 @@ if [ $# -lt 4 ] || [[ $4 == -* ]]; then
   echo "$usage" >&2
   exit 2
 fi
-. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
 coat_srun "$1" "$2" test.py "$3" "$4" --launcher=slurm "${@:5}"

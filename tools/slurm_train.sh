@@ -12,5 +12,5 @@ if [ $# -lt 4 ] || [[ $4 == -* ]]; then
   echo "$usage" >&2
   exit 2
 fi
-. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
 coat_srun "$1" "$2" train.py "$3" --work-dir="$4" --launcher=slurm "${@:5}"

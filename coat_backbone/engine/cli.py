@@ -51,8 +51,8 @@ def train_main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument('config', help='config file')
     parser.add_argument('--resume', nargs='?', const='auto', metavar='CHECKPOINT',
                         help='resume training: from CHECKPOINT, or without a value from '
-                        '<work_dir>/last_checkpoint (a new run from the config\'s load_from when '
-                        'the work_dir holds no checkpoint)')
+                        '<work_dir>/last_checkpoint (without one, the run the config describes, '
+                        'from its load_from)')
     parser.add_argument('--force', action='store_true',
                         help='start a new run in a work_dir that holds an earlier run\'s '
                         'checkpoints, overwriting those of the same names')

@@ -37,10 +37,10 @@ def default_work_dir(config_path: str) -> str:
 
 
 def set_resume(cfg: Config, resume: Optional[str]) -> None:
-    """`--resume` without a value: from `<work_dir>/last_checkpoint` if there is one, else a new
-    run (which `refuse_to_overwrite_a_run` allows only in a work_dir without checkpoints) that
-    starts from the config's `load_from`, as it would without `--resume`; with a path: from that
-    checkpoint."""
+    """`--resume` without a value: from `<work_dir>/last_checkpoint` if there is one, else the
+    run the config describes, as without `--resume` (a new run from its `load_from`, which
+    `refuse_to_overwrite_a_run` allows only in a work_dir without checkpoints); with a path: from
+    that checkpoint."""
     if resume is None:
         return
     if resume != 'auto':
@@ -51,11 +51,9 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
     pointer = osp.join(cfg.work_dir, 'last_checkpoint')
     if not osp.isfile(pointer):
         # mmengine would clear load_from and find nothing to resume: a fine-tuning run would
-        # start from random weights.
-        print_log(f'--resume: {cfg.work_dir} has no last_checkpoint, so this is a new run'
-                  + (f' from load_from={cfg.load_from}.' if cfg.get('load_from') else '.'),
-                  logger='current')
-        cfg.resume = False
+        # start from random weights. The config stays as it is.
+        print_log(f'--resume: {cfg.work_dir} has no last_checkpoint, so the run starts as it '
+                  f'would without --resume.', logger='current')
         return
     with open(pointer, encoding='utf-8') as file:
         last = file.read().strip()
@@ -92,16 +90,15 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
         return
     shown = ', '.join((['last_checkpoint'] if has_pointer else []) + found[:4]) \
         + (', ...' if len(found) > 4 else '')
-    if has_pointer:
-        earlier, resume = f'{work_dir} holds an earlier run ({shown})', '--resume'
-    else:  # `--resume` alone would not find it
-        latest = max(steps, key=steps.get) if steps else found[0]
-        earlier = (f'{work_dir} holds an earlier run ({shown}) without a last_checkpoint to '
-                   f'resume from')
-        resume = f'--resume {osp.join(work_dir, latest)}'
+    earlier = f'{work_dir} holds an earlier run ({shown})'
+    resume = '--resume' if has_pointer else None
+    if not has_pointer:  # `--resume` alone would not find it
+        earlier += ' without a last_checkpoint to resume from'
+        if steps:
+            resume = f'--resume {osp.join(work_dir, max(steps, key=steps.get))}'
     raise FileExistsError(
         f'{earlier}, which a new run would overwrite. '
-        + (f'Continue it with {resume}, give' if can_resume else 'Give')
+        + (f'Continue it with {resume}, give' if can_resume and resume else 'Give')
         + ' the new run another --work-dir, or pass --force to train over it.')
 
 
