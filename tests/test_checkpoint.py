@@ -7,6 +7,7 @@ from typing import Iterator, List
 
 import numpy as np
 import pytest
+import timm
 import torch
 from mmengine.logging import HistoryBuffer, MMLogger
 from mmengine.registry import MODELS
@@ -84,6 +85,14 @@ def test_bare_timm_state_dict(tmp_path, arch):
     state_dict.pop('norm1.weight')
     state_dict.pop('norm1.bias')  # timm filters the unused norms away
     model = CoaT(arch)
+    load_coat_checkpoint(model, _save(tmp_path, state_dict))
+    _assert_loaded(model, state_dict)
+
+
+@pytest.mark.parametrize('name', ['lite_tiny', 'tiny'])
+def test_a_timm_models_own_state_dict_loads_into_the_backbone(tmp_path, name):
+    state_dict = timm.create_model(f'coat_{name}', num_classes=10).state_dict()
+    model = CoaT(name)
     load_coat_checkpoint(model, _save(tmp_path, state_dict))
     _assert_loaded(model, state_dict)
 
