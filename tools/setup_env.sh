@@ -12,11 +12,9 @@
 set -euo pipefail
 
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
-ROOT=$COAT_ROOT
-VENV=$COAT_VENV
 CACHE="${COAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/coat-backbone}"
-PY="$VENV/bin/python"
-CONSTRAINTS="$ROOT/constraints.txt"
+PY="$COAT_VENV/bin/python"
+CONSTRAINTS="$COAT_ROOT/constraints.txt"
 
 log() { echo "[setup_env] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -38,7 +36,7 @@ else
   fi
 fi
 
-setup_key=$(cat "$CONSTRAINTS" "$ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
+setup_key=$(cat "$CONSTRAINTS" "$COAT_ROOT/setup.py" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)
 # A GPU that appears later (or a copied environment) must rebuild mmcv with its CUDA ops.
 # CUDA_VISIBLE_DEVICES= hides the GPUs, for a CPU-only set-up.
 gpu=nogpu
@@ -49,9 +47,9 @@ if [ -n "${CUDA_VISIBLE_DEVICES-all}" ] && nvidia-smi -L >/dev/null 2>&1; then
   gpu="gpu$(sort -u <<<"$caps" | tr -d ' ' | tr '\n' _)"
 fi
 setup_key="$setup_key-cuda${FORCE_CUDA:-0}-${TORCH_CUDA_ARCH_LIST:-}-$gpu"
-stamp="$VENV/.coat-setup-done"
+stamp="$COAT_VENV/.coat-setup-done"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$setup_key" ]; then
-  log "environment up to date ($VENV)"
+  log "environment up to date ($COAT_VENV)"
   exit 0
 fi
 # The environment changes from here on: an old stamp must not vouch for a half-updated one.
@@ -69,16 +67,16 @@ if [ ! -x "$PY" ]; then
   version=$(python_version "$base") || die "$base is Python ${version:-of unknown version}, and\
  the pinned stack needs 3.11 or newer: install Python 3.11 (Debian/Ubuntu: apt install\
  python3.11-venv) and name it with COAT_BASE_PYTHON=/path/to/python3.11"
-  "$base" -m venv "$VENV"
+  "$base" -m venv "$COAT_VENV"
 elif ! version=$(python_version "$PY"); then
-  die "$VENV is Python ${version:-of unknown version}, and the pinned stack needs 3.11 or newer:\
- move it away and rerun with Python 3.11 (COAT_BASE_PYTHON=/path/to/python3.11)"
+  die "$COAT_VENV is Python ${version:-of unknown version}, and the pinned stack needs 3.11 or\
+ newer: move it away and rerun with Python 3.11 (COAT_BASE_PYTHON=/path/to/python3.11)"
 fi
 # A venv whose creation failed or was interrupted can lack pip; the interpreter's ensurepip repairs it.
 if ! "$PY" -m pip --version >/dev/null 2>&1; then
-  log "$VENV has no pip; installing it with ensurepip"
+  log "$COAT_VENV has no pip; installing it with ensurepip"
   pyver=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-  "$PY" -m ensurepip -q || die "$VENV has no pip and ensurepip failed: install Python's venv\
+  "$PY" -m ensurepip -q || die "$COAT_VENV has no pip and ensurepip failed: install Python's venv\
  support (Debian/Ubuntu: apt install python$pyver-venv) and rerun"
 fi
 # uv resolves the regular PyPI torch builds; plain pip on some machines prefers a local '+cpu' wheel
@@ -86,7 +84,7 @@ fi
 "$PY" -m pip install --isolated -q --disable-pip-version-check "uv==$(pin uv)"
 # The constraints pin build dependencies too (setuptools for the editable install's build).
 uv_install() {
-  UV_LINK_MODE=copy "$VENV/bin/uv" pip install --python "$PY" -c "$CONSTRAINTS" \
+  UV_LINK_MODE=copy "$COAT_VENV/bin/uv" pip install --python "$PY" -c "$CONSTRAINTS" \
     --build-constraints "$CONSTRAINTS" "$@"
 }
 
@@ -153,7 +151,7 @@ else
 fi
 
 log "installing mmcv, the OpenMMLab stack and coat-backbone"
-uv_install "$(compgen -G "$wheel_dir/mmcv-*.whl" | head -1)" -e "$ROOT[all]"
+uv_install "$(compgen -G "$wheel_dir/mmcv-*.whl" | head -1)" -e "$COAT_ROOT[all]"
 "$PY" -c "import mmcv.ops, mmdet.models, mmseg.models, coat_backbone"  # fails loudly if the stack is broken
 echo "$setup_key" > "$stamp"
-log "environment ready: $VENV"
+log "environment ready: $COAT_VENV"

@@ -91,11 +91,11 @@ def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True)
     shown = ', '.join((['last_checkpoint'] if has_pointer else []) + found[:4]) \
         + (', ...' if len(found) > 4 else '')
     earlier = f'{work_dir} holds an earlier run ({shown})'
-    resume = '--resume' if has_pointer else None
-    if not has_pointer:  # `--resume` alone would not find it
+    if has_pointer:
+        resume = '--resume'
+    else:  # `--resume` alone would not find it: name the latest periodic checkpoint, if any
         earlier += ' without a last_checkpoint to resume from'
-        if steps:
-            resume = f'--resume {osp.join(work_dir, max(steps, key=steps.get))}'
+        resume = f'--resume {osp.join(work_dir, max(steps, key=steps.get))}' if steps else None
     raise FileExistsError(
         f'{earlier}, which a new run would overwrite. '
         + (f'Continue it with {resume}, give' if can_resume and resume else 'Give')
