@@ -237,7 +237,8 @@ class CoaT(BaseModule):
             blocks it freezes the scale's own norms and attention and turns off its drop path; the
             MLP they share across scales 2-4 is frozen only when all of 2-4 are (frozen_stages=4).
         with_cp: gradient checkpointing of every block (non-reentrant, so DDP copes with the
-            shared modules), trading compute for activation memory.
+            shared modules), trading compute for activation memory. It applies whenever autograd
+            records, in eval mode too (Grad-CAM, attacks on the input), as in mmdet's backbones.
         pretrained: a checkpoint path, as mmseg passes it; same as init_cfg Pretrained.
         init_cfg: `dict(type='Pretrained', checkpoint=PATH)` (alone or in a list) loads any
             format that `coat_backbone.checkpoint` accepts, optionally with `prefix=` and, for a
@@ -407,7 +408,7 @@ class CoaT(BaseModule):
 
     # Forward ------------------------------------------------------------------------------------
     def _run(self, block: nn.Module, *args):
-        if self.with_cp and self.training and torch.is_grad_enabled():
+        if self.with_cp and torch.is_grad_enabled():
             return cp.checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 

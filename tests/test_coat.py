@@ -198,6 +198,28 @@ def test_gradient_checkpointing_is_exact(kind, monkeypatch):
         torch.testing.assert_close(plain_grads[name], cp_grads[name], rtol=1e-5, atol=1e-6)
 
 
+def test_gradient_checkpointing_applies_in_eval_mode_with_gradients(monkeypatch):
+    # Gradients through an eval-mode model (Grad-CAM, input attacks) save memory too, as with
+    # mmdet's backbones, and match the plain model's.
+    torch.manual_seed(0)
+    plain = CoaT(TINY_COAT, drop_path_rate=0.5).eval()
+    checkpointed = CoaT(TINY_COAT, drop_path_rate=0.5, with_cp=True).eval()
+    checkpointed.load_state_dict(plain.state_dict())
+    calls = []
+    real_checkpoint = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint',
+                        lambda *args, **kwargs: calls.append(1) or real_checkpoint(*args, **kwargs))
+    input_grads = []
+    for model in (plain, checkpointed):
+        images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1),
+                             requires_grad=True)
+        model(images)[-1].sum().backward()
+        input_grads.append(images.grad)
+    blocks = sum(TINY_COAT['serial_depths']) + TINY_COAT['parallel_depth']
+    assert len(calls) == blocks
+    torch.testing.assert_close(input_grads[0], input_grads[1], rtol=1e-5, atol=1e-6)
+
+
 def test_official_initialisation():
     """As timm's and the official model: Linear weights trunc_normal(std=0.02) with zero biases,
     unit LayerNorms, class tokens trunc_normal(std=0.02); convolutions keep PyTorch's."""
