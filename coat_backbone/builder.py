@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Tuple, Union
 from mmengine.config import Config
 from mmengine.registry import MODELS
 
-from .checkpoint import (CheckpointError, StateDict, extract_state_dict, infer_arch,
+from .checkpoint import (CheckpointError, StateDict, arch_of, extract_state_dict,
                          load_coat_checkpoint, load_matched, read_checkpoint)
 from .coat import CoaT, CoaTClassifier, grid_sizes
 
@@ -49,6 +49,11 @@ def backbone_from_config(config: str) -> CoaT:
         raise ValueError(f'{config} has no model.backbone; give a detection or segmentation '
                          f'config with a CoaT backbone.')
     backbone = backbone.copy()
+    if str(backbone.get('type', '')).endswith('CoaTClassifier'):
+        arch = backbone.get('arch')
+        raise ValueError(f"{config} is an ImageNet classifier's config (CoaTClassifier); give "
+                         f"its arch instead: --arch {repr(arch) if arch else 'NAME'}, with "
+                         f"--classifier to count or export the classifier.")
     if not str(backbone.get('type', '')).endswith('CoaT'):
         raise ValueError(f"{config}'s backbone is {backbone.get('type')!r}, not CoaT.")
     backbone.pop('init_cfg', None)
@@ -57,21 +62,19 @@ def backbone_from_config(config: str) -> CoaT:
 
 
 def model_from_state_dict(state_dict: StateDict, source: str,
-                          arch: Optional[Union[str, dict]] = None, classifier: bool = False,
-                          arch_hint: str = '') -> CoaT:
+                          arch: Optional[Union[str, dict]] = None, classifier: bool = False
+                          ) -> CoaT:
     """A CoaT, or with `classifier` a CoaTClassifier with the checkpoint's class count, holding
-    `state_dict` (loaded strictly, logged). `arch` defaults to the published variant whose shapes
-    the weights have; `source` names the weights in messages, and `arch_hint` says where the
-    caller takes an arch from."""
+    `state_dict` (loaded strictly, logged). `arch` defaults to the one the weights' shapes give
+    (`arch_of`); `source` names the weights in messages."""
     if classifier and 'head.weight' not in state_dict:
         raise CheckpointError(f'{source} has no classification head (head.weight): it is a '
                               f'backbone or detector checkpoint, which cannot classify; use it '
                               f'as a backbone (CoaT).')
-    arch = arch or infer_arch(state_dict)
+    arch = arch or arch_of(state_dict)
     if arch is None:
-        raise CheckpointError(f'The weights of {source} are not a published CoaT variant; give '
-                              f'the arch explicitly (a name or the dict of its settings'
-                              f'{arch_hint}).')
+        raise CheckpointError(f'{source} holds no CoaT weights (no cls_token1-4 or '
+                              f'serial_blocks1-4): it is another model\'s checkpoint.')
     if classifier:
         model = CoaTClassifier(arch, num_classes=state_dict['head.weight'].shape[0])
     else:
@@ -85,7 +88,7 @@ def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[st
     """A CoaT backbone (or, with `classifier`, a CoaTClassifier), in eval mode.
 
     Exactly one of `arch`, `config` and `checkpoint` decides the architecture; a checkpoint's
-    variant is inferred from its weights unless `arch` or `config` is given. The checkpoint's
+    arch is read from its weights unless `arch` or `config` is given. The checkpoint's
     weights are loaded strictly (any format `coat_backbone.checkpoint` accepts); without one the
     weights are random (initialised as the official model).
     """
@@ -99,8 +102,7 @@ def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[st
     elif checkpoint is not None:
         state_dict, unwrapped = extract_state_dict(read_checkpoint(checkpoint),
                                                    source=checkpoint)
-        model = model_from_state_dict(state_dict, f'{checkpoint} ({unwrapped})', arch, classifier,
-                                      arch_hint='; the tools take --arch or --config')
+        model = model_from_state_dict(state_dict, f'{checkpoint} ({unwrapped})', arch, classifier)
     elif arch is not None:
         model = CoaTClassifier(arch) if classifier else CoaT(arch)
     else:

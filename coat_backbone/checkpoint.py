@@ -17,10 +17,12 @@ Loading is all or nothing: another variant's weights, missing keys or foreign ke
 `CheckpointError` naming them, and a file that cannot be read names its path.
 """
 import hashlib
+import math
 import os
 import os.path as osp
 import pickle
 import re
+import zipfile
 from collections import OrderedDict
 from contextlib import contextmanager
 from http.client import HTTPException
@@ -110,6 +112,22 @@ def _cached_download(url: str) -> str:
     return cached
 
 
+def check_checkpoint_file(path: str, fix: Optional[str] = None) -> None:
+    """Refuse a file that is no torch checkpoint, or a zip-format one cut short, by its bytes:
+    torch's own errors for these advise loading the file unsafely (weights_only=False). `fix`
+    replaces the advice (a downloaded file: download it again)."""
+    with open(path, 'rb') as file:
+        head = file.read(4)
+    if head == b'PK\x03\x04':  # every torch.save since torch 1.6 writes a zip archive
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f'Checkpoint {path} is truncated or damaged (its zip archive '
+                                  f'has no end record); {fix or "copy or download it again"}.')
+    elif head[:1] != b'\x80':  # older torch.save files are pickles, protocol 2 or later
+        raise CheckpointError(f'{path} is not a PyTorch checkpoint (a torch.save file starts '
+                              f'with a zip or pickle header, this one with {head!r}); '
+                              f'{fix or "give the .pth file of the weights"}.')
+
+
 def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
     """Load a checkpoint with `weights_only=True`; metadata objects come back as inert
     placeholders, tensors and plain containers as they are."""
@@ -123,13 +141,16 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> dict:
             f'it comes from an mmseg base config, set model.pretrained=None in your config and '
             f'give CoaT weights in backbone.init_cfg.')
     path = osp.expanduser(path)  # as mmengine's own loader does
-    again = 'download or copy it again'
+    again, download_again = 'download or copy it again', None
     if path.startswith(('http://', 'https://')):
         url, path = path, _cached_download(path)
-        again = f'delete it to download {url} again'
+        again = download_again = f'delete it to download {url} again'
     try:
         with get_local_path(path) as local_path, _inert_metadata(local_path):
+            check_checkpoint_file(local_path, download_again)
             return torch.load(local_path, map_location='cpu', weights_only=True)
+    except CheckpointError:
+        raise
     except FileNotFoundError as error:
         raise CheckpointError(f'Checkpoint not found: {path}. Check the path (official weights go '
                               f'under checkpoints/, see the README).') from error
@@ -221,22 +242,46 @@ def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and torch.allclose(a, b, rtol=0, atol=0, equal_nan=True)
 
 
-def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """The published variant whose shapes and depths the state dict has, if any."""
-    from .coat import ARCH_SETTINGS  # coat.py imports this module: import here to avoid a cycle
+def _mlp_ratio(hidden: int, dim: int) -> Union[int, float]:
+    """The mlp_ratio for which CoaT's `int(dim * mlp_ratio)` gives `hidden` back."""
+    ratio = hidden / dim
+    while int(dim * ratio) < hidden:  # hidden / dim can round below the value it came from
+        ratio = math.nextafter(ratio, math.inf)
+    return int(ratio) if float(ratio).is_integer() else ratio
+
+
+def arch_settings_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[dict]:
+    """The settings (the dict `CoaT(arch=...)` takes) that a CoaT state dict's shapes and depths
+    give, or None when it is not a CoaT's."""
+    from .coat import CRPE_WINDOWS  # coat.py imports this module: import here to avoid a cycle
     try:
-        embed_dims = tuple(state_dict[f'cls_token{i}'].shape[-1] for i in range(1, 5))
+        embed_dims = [state_dict[f'cls_token{i}'].shape[-1] for i in range(1, 5)]
+        hidden = [state_dict[f'serial_blocks{i}.0.mlp.fc1.weight'].shape[0] for i in range(1, 5)]
     except KeyError:
         return None
-    depths = tuple(len({key.split('.')[1] for key in state_dict
-                        if key.startswith(f'serial_blocks{i}.')}) for i in range(1, 5))
+    depths = [len({key.split('.')[1] for key in state_dict
+                   if key.startswith(f'serial_blocks{i}.')}) for i in range(1, 5)]
     parallel = len({key.split('.')[1] for key in state_dict if key.startswith('parallel_blocks.')})
-    for name, settings in ARCH_SETTINGS.items():
-        if (tuple(settings['embed_dims']) == embed_dims
-                and tuple(settings['serial_depths']) == depths
-                and settings['parallel_depth'] == parallel):
-            return name
+    return dict(embed_dims=embed_dims, serial_depths=depths, parallel_depth=parallel,
+                num_heads=sum(CRPE_WINDOWS.values()),
+                mlp_ratios=[_mlp_ratio(h, d) for h, d in zip(hidden, embed_dims)])
+
+
+def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The published variant whose shapes and depths the state dict has, if any."""
+    from .coat import ARCH_SETTINGS
+    settings = arch_settings_of(state_dict)
+    for name, published in ARCH_SETTINGS.items():
+        if settings is not None and all(list(published[key]) == settings[key]
+                                        for key in ('embed_dims', 'serial_depths', 'mlp_ratios')):
+            if published['parallel_depth'] == settings['parallel_depth']:
+                return name
     return None
+
+
+def arch_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[Union[str, dict]]:
+    """A CoaT state dict's arch: its published variant's name, else the dict of its settings."""
+    return infer_arch(state_dict) or arch_settings_of(state_dict)
 
 
 def _listing(keys: List[str], limit: int = 8) -> str:
@@ -244,24 +289,25 @@ def _listing(keys: List[str], limit: int = 8) -> str:
     return shown + (f' ... ({len(keys)} in all)' if len(keys) > limit else '')
 
 
-def _hint(found: Optional[str], mismatched: List[str], state_dict: StateDict,
-          expected: StateDict) -> str:
-    """What the problems most likely mean: another variant, another class count, or another
+def _hint(mismatched: List[str], state_dict: StateDict, expected: StateDict) -> str:
+    """What the problems most likely mean: another arch, another class count, or another
     number of input channels."""
-    if found is not None and found != infer_arch(expected):
-        return f" The checkpoint is CoaT arch='{found}'; build the model with that arch."
+    theirs = arch_settings_of(state_dict)
+    if theirs is not None and theirs != arch_settings_of(expected):
+        return (f' The checkpoint is CoaT arch={arch_of(state_dict)!r}; build the model with '
+                f'that arch.')
     if mismatched and all(key.startswith('head.') for key in mismatched):
         classes = state_dict['head.weight'].shape[0]
         return (f' The checkpoint\'s head has {classes} classes and the model '
                 f'{expected["head.weight"].shape[0]}: build it with num_classes={classes}, or '
                 f'fine-tune a new head with init_cfg=dict(type=\'Pretrained\', checkpoint=..., '
                 f'new_head=True).')
-    if 'patch_embed1.proj.weight' in mismatched:
+    if 'patch_embed1.proj.weight' in mismatched:  # the same arch: only the channels differ
         channels = state_dict['patch_embed1.proj.weight'].shape[1]
         return f' The checkpoint takes {channels} input channels: build the model with ' \
                f'in_channels={channels}.'
-    if mismatched and found is None:
-        return ' Is it another variant or another model?'
+    if mismatched and theirs is None:
+        return ' Is it another model?'
     return ''
 
 
@@ -277,8 +323,9 @@ def match_state_dict(model: nn.Module, state_dict: StateDict, new_head: bool = F
     ignored_prefixes = tuple(getattr(model, 'ignored_checkpoint_prefixes', ()))
     if new_head:
         ignored_prefixes += ('head.',)
-    # Before aliases are filled, which would give a shallower file the model's depths.
-    found = infer_arch(state_dict)
+    # The file's own keys, for the hint: filled aliases would give a shallower file the model's
+    # depths.
+    as_given = state_dict
     dropped = [key for key in state_dict if key.startswith(ignored_prefixes)]
     state_dict = OrderedDict((key, value) for key, value in state_dict.items()
                              if not key.startswith(ignored_prefixes))
@@ -316,8 +363,7 @@ def match_state_dict(model: nn.Module, state_dict: StateDict, new_head: bool = F
         problems.append(f'{len(unexpected)} checkpoint keys the model does not have: '
                         f'{_listing(unexpected)}.')
     if problems:
-        raise CheckpointError(' '.join(problems)
-                              + _hint(found, mismatched, state_dict, expected))
+        raise CheckpointError(' '.join(problems) + _hint(mismatched, as_given, expected))
     return state_dict, dropped
 
 

@@ -15,7 +15,7 @@ from typing import Dict, Iterable, Optional, Union
 import torch
 
 from .builder import model_from_state_dict
-from .checkpoint import extract_state_dict, infer_arch, read_checkpoint
+from .checkpoint import arch_of, extract_state_dict, read_checkpoint
 from .outputs import PathLike, write_atomically
 
 # sha256 prefix of each published official checkpoint -> (arch, training resolution).
@@ -65,7 +65,7 @@ def convert_checkpoint(source: PathLike, to: str = 'backbone',
                        arch: Optional[Union[str, dict]] = None) -> dict:
     """The `{'state_dict': ..., 'meta': ...}` checkpoint of `source` in format `to` (`FORMATS`).
 
-    `arch` is needed only when the weights are not a published variant (`infer_arch`).
+    `arch` defaults to the one the weights' shapes give (`arch_of`).
     """
     if to not in FORMATS:
         raise ValueError(f'Unknown format {to!r}: choose one of {FORMATS}.')
@@ -77,7 +77,7 @@ def convert_checkpoint(source: PathLike, to: str = 'backbone',
         state_dict, _ = extract_state_dict(checkpoint, prefix='', source=source)
         return dict(state_dict=state_dict, meta={**(_plain(checkpoint.get('meta')) or {}), **meta})
     state_dict, _ = extract_state_dict(checkpoint, source=source)
-    arch = arch or infer_arch(state_dict)
+    arch = arch or arch_of(state_dict)
     state_dict = model_from_state_dict(state_dict, source, arch,
                                        classifier=to == 'classifier').state_dict()
     if to == 'backbone-prefixed':
@@ -102,7 +102,9 @@ class Verification:
     """What a checkpoint file is: its hash, the published file it matches, its variant."""
     sha256: str
     published: Optional[tuple]  # (arch, resolution) when the hash is a published one
-    arch: Optional[str]  # the variant the weights' shapes say, whatever the hash
+    # The arch the weights' shapes give, whatever the hash: a published variant's name, else a
+    # dict of settings; None when they are not CoaT's.
+    arch: Optional[Union[str, dict]]
     name_hash: Optional[str]  # the `_<8 hex>` suffix of the file name, if it has one
 
     @property
@@ -117,4 +119,4 @@ def verify_checkpoint(path: PathLike) -> Verification:
     sha256 = sha256_of(path)
     match = _NAME_HASH.search(path.stem)
     return Verification(sha256=sha256, published=PUBLISHED.get(sha256[:8]),
-                        arch=infer_arch(state_dict), name_hash=match.group(1) if match else None)
+                        arch=arch_of(state_dict), name_hash=match.group(1) if match else None)

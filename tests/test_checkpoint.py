@@ -13,6 +13,8 @@ from mmengine.logging import HistoryBuffer, MMLogger
 from mmengine.registry import MODELS
 
 from coat_backbone import CheckpointError, CoaT, CoaTClassifier, load_coat_checkpoint
+from coat_backbone.checkpoint import arch_of, arch_settings_of, infer_arch
+from coat_backbone.coat import ARCH_SETTINGS, resolve_arch
 from coat_backbone.engine import allow_mmengine_checkpoints
 from tiny_archs import TINY_COAT, TINY_LITE
 
@@ -238,6 +240,15 @@ def test_other_input_channels_are_named(tmp_path):
         load_coat_checkpoint(CoaT(TINY_LITE, in_channels=1), path)
 
 
+def test_a_custom_arch_is_named_whole(tmp_path):
+    # Other widths change patch_embed1's shape too: not a matter of input channels.
+    path = _save(tmp_path, CoaT(TINY_COAT).state_dict())
+    with pytest.raises(CheckpointError) as error:
+        load_coat_checkpoint(CoaT(TINY_LITE), path)
+    assert str(error.value).endswith(f'The checkpoint is CoaT arch={TINY_COAT!r}; build the model '
+                                     f'with that arch.')
+
+
 def test_pretrained_in_an_init_cfg_list_loads_strictly_and_last(tmp_path):
     source = CoaT(TINY_LITE)
     path = _save(tmp_path, {'model': source.state_dict()})
@@ -347,7 +358,8 @@ def test_a_url_is_downloaded_once_into_torch_hubs_cache(tmp_path, monkeypatch):
     cached = next(p for p in cache.iterdir() if torch.equal(
         torch.load(p, weights_only=True)['cls_token1'], state_dicts['a']['cls_token1']))
     cached.write_bytes(b'an error page')
-    with pytest.raises(CheckpointError, match=f'{cached} is corrupt.*delete it to download {url}'):
+    with pytest.raises(CheckpointError, match=f'{cached} is not a PyTorch checkpoint .*delete it '
+                       f'to download {url} again'):
         load_coat_checkpoint(CoaT(TINY_LITE), url)
     monkeypatch.setenv('TORCH_HOME', str(cached))  # a file where the cache folder would go
     with pytest.raises(CheckpointError, match=r'Cannot create torch hub\'s checkpoint cache '
@@ -359,13 +371,22 @@ def test_corrupt_truncated_and_missing_files_name_the_path(tmp_path):
     good = _save(tmp_path, CoaT(TINY_LITE).state_dict())
     truncated = tmp_path / 'truncated.pth'
     truncated.write_bytes(open(good, 'rb').read()[:2000])
+    legacy = tmp_path / 'legacy.pth'
+    torch.save(CoaT(TINY_LITE).state_dict(), legacy, _use_new_zipfile_serialization=False)
+    legacy.write_bytes(legacy.read_bytes()[:2000])
     garbage = tmp_path / 'garbage.pth'
     garbage.write_bytes(b'not a checkpoint at all' * 10)
-    error_page = tmp_path / 'error_page.pth'  # torch's unpickler raises IndexError on it
-    error_page.write_bytes(b'an error page')
-    for path in (truncated, garbage, error_page):
-        with pytest.raises(CheckpointError, match=f'{path}.*corrupt or truncated'):
+    error_page = tmp_path / 'error_page.pth'
+    error_page.write_bytes(b'<html>an error page</html>')
+    for path, problem in ((truncated, r'is truncated or damaged \(its zip archive has no end '
+                           r'record\); copy or download it again\.'),
+                          (legacy, 'is corrupt or truncated'),
+                          (garbage, r"is not a PyTorch checkpoint .*with b'not '\); give the "
+                           r"\.pth"),
+                          (error_page, 'is not a PyTorch checkpoint')):
+        with pytest.raises(CheckpointError, match=f'{path} {problem}') as error:
             load_coat_checkpoint(CoaT(TINY_LITE), str(path))
+        assert 'weights_only' not in str(error.value)  # torch's advice to load it unsafely
     with pytest.raises(CheckpointError, match='not found: .*absent.pth'):
         load_coat_checkpoint(CoaT(TINY_LITE), str(tmp_path / 'absent.pth'))
     with pytest.raises(CheckpointError, match='is a directory; give the .pth file in it'):
@@ -479,5 +500,33 @@ def test_tools_build_a_model_from_one_read_of_the_checkpoint(tmp_path, monkeypat
     _assert_loaded(backbone, {k: v for k, v in saved.items() if k in backbone.state_dict()})
     assert messages == [f'Loaded {path} (bare state dict) into CoaT(arch={TINY_LITE!r}); dropped '
                         f'4 keys the model does not use: head, norm4']
-    with pytest.raises(CheckpointError, match='not a published CoaT variant; give the arch'):
-        builder.build_model(checkpoint=path)
+    # Without an arch, the weights' shapes give it.
+    reads.clear()
+    backbone = builder.build_model(checkpoint=path)
+    assert reads == [path] and backbone.arch_settings == resolve_arch(TINY_LITE)
+    _assert_loaded(backbone, {k: v for k, v in saved.items() if k in backbone.state_dict()})
+    foreign = _save(tmp_path, {'conv1.weight': torch.ones(2)}, 'resnet.pth')
+    with pytest.raises(CheckpointError, match=r'resnet.pth \(bare state dict\) holds no CoaT '
+                       r"weights .*another model's checkpoint"):
+        builder.build_model(checkpoint=foreign)
+
+
+@pytest.mark.parametrize('name', sorted(ARCH_SETTINGS))
+def test_the_weights_name_their_published_variant(name):
+    with torch.device('meta'):
+        assert arch_of(CoaT(name).state_dict()) == name
+        assert arch_of(CoaTClassifier(name).state_dict()) == name
+
+
+def test_the_weights_give_a_custom_arch_whole():
+    # Ratios whose hidden width int(dim * ratio) rounds down, which hidden / dim must give back.
+    # int(56 * 1.09) = 61, but 56 * (61 / 56) is a hair under 61 in floating point.
+    arch = dict(embed_dims=[8, 56, 56, 56], serial_depths=[1, 3, 2, 1], parallel_depth=1,
+                num_heads=8, mlp_ratios=[0.3, 1.09, 1.09, 1.09])
+    state_dict = CoaT(arch).state_dict()
+    settings = arch_settings_of(state_dict)
+    assert {k: v for k, v in settings.items() if k != 'mlp_ratios'} == {
+        k: v for k, v in arch.items() if k != 'mlp_ratios'}
+    CoaT(settings).load_state_dict(state_dict)  # strict: every shape and depth is the same
+    assert infer_arch(state_dict) is None and arch_of(state_dict) == settings
+    assert arch_settings_of({'conv1.weight': torch.ones(2)}) is None

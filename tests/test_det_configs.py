@@ -11,6 +11,7 @@ from mmengine.registry import init_default_scope
 
 from coat_backbone.coat import ARCH_SETTINGS
 from coat_backbone.engine import adapt_to_machine
+from coat_backbone.engine.runtime import check_neck_fits_backbone
 from det_helpers import CONFIG_DIR, TINY_ARCH, config_paths
 
 # Loaded once (resolving mmdet:: bases takes about a second per file); tests get copies.
@@ -56,6 +57,7 @@ def test_config_builds_model_and_optimizer(path: Path):
     assert cfg.custom_imports == dict(imports=['coat_backbone'], allow_failed_imports=False)
     assert cfg.model.backbone.type == 'CoaT'
     cfg.model.backbone.init_cfg = None
+    check_neck_fits_backbone(cfg)  # no false alarm: the forward below proves the fit
     # Full-size models on the meta device: real shapes, no weights to allocate or initialise.
     model, optim_wrapper = build_model_and_optimizer(cfg, device='meta')
     # The neck takes what the backbone gives: a mismatched in_channels fails here.

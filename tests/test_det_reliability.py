@@ -21,9 +21,11 @@ from torch.utils.data import Dataset
 
 from coat_backbone.engine import NonFiniteLossError, adapt_to_machine
 from coat_backbone.engine import cli, runtime
-from coat_backbone.engine.runtime import (check_work_dir, enable_amp, enable_auto_scale_lr,
+from coat_backbone import CheckpointError
+from coat_backbone.engine.runtime import (check_neck_fits_backbone, check_weights_to_load,
+                                          check_work_dir, enable_amp, enable_auto_scale_lr,
                                           refuse_to_overwrite_a_run, set_resume)
-from tool_runner import free_port
+from tool_runner import free_port, refusal
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -203,9 +205,77 @@ def test_resume_auto_rejects_a_dangling_last_checkpoint(tmp_path):
     assert 'resume' not in untouched
 
 
+def test_files_that_are_no_checkpoint_are_refused_before_the_run(tmp_path):
+    notes = tmp_path / 'notes.pth'
+    notes.write_text('not weights')
+    with pytest.raises(CheckpointError, match=f'{notes} is not a PyTorch checkpoint'):
+        check_weights_to_load(Config(dict(load_from=str(notes))))
+    with pytest.raises(FileNotFoundError, match='Checkpoint file not found: .*absent.pth'):
+        check_weights_to_load(Config(dict(load_from=str(tmp_path / 'absent.pth'))))
+    for cfg in (Config(dict()), Config(dict(load_from='https://host/w.pth'))):
+        check_weights_to_load(cfg)  # nothing to load; a URL is read by mmengine
+    # --resume: the file last_checkpoint names, cut short, and what to do instead.
+    last = tmp_path / 'epoch_2.pth'
+    torch.save({'state_dict': {'w': torch.ones(64)}}, last)
+    last.write_bytes(last.read_bytes()[:200])
+    (tmp_path / 'last_checkpoint').write_text(str(last))
+    with pytest.raises(CheckpointError, match=r'epoch_2.pth is truncated or damaged .*resume from '
+                       r'an earlier checkpoint of .*: --resume .*epoch_N\.pth\.$'):
+        set_resume(Config(dict(work_dir=str(tmp_path))), 'auto')
+
+
+def test_a_neck_or_head_that_does_not_fit_the_backbone_is_named():
+    def config(**model):
+        return Config(dict(model=dict(dict(backbone=dict(type='CoaT', arch='lite_small')),
+                                      **model)))
+
+    fpn = dict(type='FPN', in_channels=[64, 128, 320, 512], out_channels=256)
+    check_neck_fits_backbone(config(neck=fpn))
+    tiny_fpn = {**fpn, 'in_channels': [64, 128, 256, 320]}  # lite_tiny's, copied by mistake
+    with pytest.raises(ValueError, match=r'model.neck.in_channels=\[64, 128, 256, 320\] does not '
+                       r"fit the backbone: CoaT with arch='lite_small' and out_indices=\(0, 1, 2, "
+                       r'3\) returns maps of \[64, 128, 320, 512\] channels\. Set '
+                       r'model.neck.in_channels=\[64, 128, 320, 512\]\.'):
+        check_neck_fits_backbone(config(neck=tiny_fpn))
+    # Deformable DETR's ChannelMapper on three scales; a neck given as a list.
+    detr = dict(type='ChannelMapper', in_channels=[128, 320, 512], out_channels=256)
+    detr_cfg = config(neck=[detr])
+    detr_cfg.model.backbone.out_indices = (1, 2, 3)
+    check_neck_fits_backbone(detr_cfg)
+    detr_cfg.model.backbone.out_indices = (0, 1, 2)
+    with pytest.raises(ValueError, match=r'\[64, 128, 320\] channels'):
+        check_neck_fits_backbone(detr_cfg)
+    # mmseg's UperNet: no neck, heads picking maps by in_index.
+    uper = dict(type='UPerHead', in_channels=[64, 128, 320, 512], in_index=[0, 1, 2, 3])
+    aux = dict(type='FCNHead', in_channels=320, in_index=2)
+    check_neck_fits_backbone(config(decode_head=uper, auxiliary_head=aux))
+    with pytest.raises(ValueError, match=r'model.auxiliary_head\[0\].in_channels=1024 .*Set '
+                       r'model.auxiliary_head\[0\].in_channels=320\.'):
+        check_neck_fits_backbone(config(decode_head=uper, auxiliary_head=[{**aux,
+                                                                           'in_channels': 1024}]))
+    # Not CoaT's to judge: another backbone, or a backbone its own build will refuse.
+    check_neck_fits_backbone(Config(dict(model=dict(backbone=dict(type='ResNet', depth=50),
+                                                    neck=tiny_fpn))))
+    check_neck_fits_backbone(config(backbone=dict(type='CoaT', arch='huge'), neck=tiny_fpn))
+
+
+def test_train_and_test_refuse_bad_input_in_one_line(tmp_path, capsys):
+    config = tmp_path / 'my_det.py'
+    config.write_text("model = dict(backbone=dict(type='CoaT', arch='lite_small'), "
+                      "neck=dict(type='FPN', in_channels=[64, 128, 256, 320]))\n"
+                      f"work_dir = {str(tmp_path / 'work')!r}\n")
+    message = refusal(cli.train_main, [str(config)], capsys)
+    assert message.startswith(f'{Path(sys.argv[0]).name}: error: model.neck.in_channels=')
+    message = refusal(cli.test_main, [str(config), str(config)], capsys)
+    assert f'{config} is not a PyTorch checkpoint' in message
+    assert 'Config file not found: ' in refusal(cli.train_main, [str(tmp_path / 'absent.py')],
+                                                capsys)
+
+
 def test_resume_without_last_checkpoint_never_trains_over_checkpoints(tmp_path):
     # A checkpoint copied into a fresh work dir: `--resume` alone would start from scratch.
-    (tmp_path / 'epoch_2.pth').write_bytes(b'weights of a user')
+    torch.save({'state_dict': {'w': torch.ones(2)}}, tmp_path / 'epoch_2.pth')
+    users_file = (tmp_path / 'epoch_2.pth').read_bytes()
     cfg = Config(dict(work_dir=str(tmp_path)))
     set_resume(cfg, 'auto')
     with pytest.raises(FileExistsError, match=r'\(epoch_2.pth\) without a last_checkpoint to '
@@ -220,7 +290,7 @@ def test_resume_without_last_checkpoint_never_trains_over_checkpoints(tmp_path):
     set_resume(resumed, 'auto')
     assert resumed.resume and resumed.load_from is None  # mmengine reads last_checkpoint
     refuse_to_overwrite_a_run(resumed, force=False)
-    assert (tmp_path / 'epoch_2.pth').read_bytes() == b'weights of a user'
+    assert (tmp_path / 'epoch_2.pth').read_bytes() == users_file
     # Nothing there: a new run, which keeps the config's starting weights (mmengine drops them).
     empty = Config(dict(work_dir=str(tmp_path / 'new'), load_from='pretrained.pth'))
     set_resume(empty, 'auto')

@@ -3,16 +3,17 @@ CoaT on 64-pixel synthetic shapes; see det_helpers), through the tools' code pat
 import importlib.util
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 
-from coat_backbone import CheckpointError
 from coat_backbone.engine import adapt_to_machine, build_runner, cli
 from coat_backbone.synthetic import SHAPE_CLASSES, coco_shapes_paths
 from det_helpers import CONFIG_DIR, TOOLS, make_tiny, tiny_config_file
+from tool_runner import refusal
 
 
 def val_metrics(work_dir: Path) -> dict:
@@ -39,7 +40,7 @@ def test_mask_rcnn_trains_and_evaluates(trained_mask_rcnn):
     assert {'coco/bbox_mAP', 'coco/segm_mAP'} <= set(metrics)
 
 
-def test_test_tool_dumps_results_and_pictures(trained_mask_rcnn, coco_shapes, tmp_path):
+def test_test_tool_dumps_results_and_pictures(trained_mask_rcnn, coco_shapes, tmp_path, capsys):
     config, work_dir = trained_mask_rcnn
     out = tmp_path / 'results.pkl'
     cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--work-dir', str(tmp_path),
@@ -50,80 +51,84 @@ def test_test_tool_dumps_results_and_pictures(trained_mask_rcnn, coco_shapes, tm
     num_val = len(list(coco_shapes_paths(coco_shapes, 'val')[1].iterdir()))
     assert len(results) == num_val and 'masks' in results[0]['pred_instances']
     assert len(list(tmp_path.glob('*/pictures/*.png'))) == num_val
-    with pytest.raises(FileExistsError, match='results.pkl exists already.*--force'):
-        cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--out', str(out)])
+    checkpoint = str(work_dir / 'epoch_1.pth')
+    assert re.search('results.pkl exists already.*--force',
+                     refusal(cli.test_main, [str(config), checkpoint, '--out', str(out)], capsys))
     # Paths that cannot work are named before testing, with a fix that works (not --force).
-    with pytest.raises(NotADirectoryError, match=f'{out} is a file, not a folder'):
-        cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--out', str(out / 'r.pkl')])
+    assert f'{out} is a file, not a folder' in refusal(
+        cli.test_main, [str(config), checkpoint, '--out', str(out / 'r.pkl')], capsys)
     (tmp_path / 'results.json').write_text('{}')
-    with pytest.raises(ValueError, match='results.json: detection results are dumped as a '
-                       'pickle; use a .pkl'):
-        cli.test_main([str(config), str(work_dir / 'epoch_1.pth'), '--out',
-                       str(tmp_path / 'results.json')])
+    assert 'results.json: detection results are dumped as a pickle; use a .pkl' in refusal(
+        cli.test_main, [str(config), checkpoint, '--out', str(tmp_path / 'results.json')], capsys)
+    # A file that is no checkpoint, before anything is built.
+    assert f'{config} is not a PyTorch checkpoint' in refusal(
+        cli.test_main, [str(config), str(config)], capsys)
     # A backbone-only file would load non-strictly and evaluate a random head: refused.
-    state = torch.load(work_dir / 'epoch_1.pth', weights_only=True)['state_dict']
+    state = torch.load(checkpoint, weights_only=True)['state_dict']
     backbone_only = tmp_path / 'backbone.pth'
     torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('backbone.')}},
                backbone_only)
-    with pytest.raises(CheckpointError, match=r'backbone.pth lacks \d+ of the \d+ weights.*neck.*'
-                       r'tools/eval_cls.py evaluates official, timm and converted classifier'):
-        cli.test_main([str(config), str(backbone_only), '--work-dir', str(tmp_path / 'bad')])
+    assert re.search(r'backbone.pth lacks \d+ of the \d+ weights.*neck.*tools/eval_cls.py '
+                     r'evaluates official, timm and converted classifier',
+                     refusal(cli.test_main, [str(config), str(backbone_only), '--work-dir',
+                                             str(tmp_path / 'bad')], capsys))
     # Nor is a detector trained for another number of classes: all names, other shapes.
     other_classes = tmp_path / 'other_classes.pth'
     torch.save({'state_dict': {k: v.repeat(2, *([1] * (v.dim() - 1)))
                                if k.startswith('roi_head.bbox_head.fc_cls') else v
                                for k, v in state.items()}}, other_classes)
-    with pytest.raises(CheckpointError, match=r'other_classes.pth holds 2 weights in other '
-                       r'shapes.*fc_cls.weight: checkpoint \(8, .*another number of classes'):
-        cli.test_main([str(config), str(other_classes), '--work-dir', str(tmp_path / 'bad2')])
+    assert re.search(r'other_classes.pth holds 2 weights in other shapes.*fc_cls.weight: '
+                     r'checkpoint \(8, .*another number of classes',
+                     refusal(cli.test_main, [str(config), str(other_classes), '--work-dir',
+                                             str(tmp_path / 'bad2')], capsys))
 
 
-def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path):
+def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path, capsys):
     config, work_dir = trained_mask_rcnn
     spec = importlib.util.spec_from_file_location('coat_demo_tool', TOOLS / 'demo.py')
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     images = coco_shapes_paths(coco_shapes, 'val')[1]
-    demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), '--out-dir',
-               str(tmp_path), '--device', 'cpu', '--score-thr', '0.0'])
+    checkpoint = str(work_dir / 'epoch_1.pth')
+    demo.main([str(config), checkpoint, str(images), '--out-dir', str(tmp_path), '--device',
+               'cpu', '--score-thr', '0.0'])
     assert sorted(p.name for p in (tmp_path / 'vis').iterdir()) == sorted(
         p.name for p in images.iterdir())
-    with pytest.raises(FileNotFoundError, match='No such image or folder'):
-        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(tmp_path / 'missing.png')])
+    assert 'No such image or folder' in refusal(
+        demo.main, [str(config), checkpoint, str(tmp_path / 'missing.png')], capsys)
+    assert f'{config} is not a PyTorch checkpoint' in refusal(
+        demo.main, [str(config), str(config), str(images)], capsys)
     # Nothing is overwritten: neither earlier pictures nor one image's by another's.
     pictures = {p.name: p.read_bytes() for p in (tmp_path / 'vis').iterdir()}
-    with pytest.raises(FileExistsError, match='outputs exist already.*--force'):
-        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), '--out-dir',
-                   str(tmp_path)])
+    assert re.search('outputs exist already.*--force', refusal(
+        demo.main, [str(config), checkpoint, str(images), '--out-dir', str(tmp_path)], capsys))
     twin = tmp_path / 'twin'
     twin.mkdir()
     (twin / '000000.png').write_bytes((images / '000000.png').read_bytes())
-    with pytest.raises(ValueError, match='same name'):
-        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), str(twin),
-                   '--out-dir', str(tmp_path / 'other')])
+    assert 'same name' in refusal(demo.main, [str(config), checkpoint, str(images), str(twin),
+                                              '--out-dir', str(tmp_path / 'other')], capsys)
     # A backbone-only file would draw a random head's boxes: refused, as by tools/test.py.
-    state = torch.load(work_dir / 'epoch_1.pth', weights_only=True)['state_dict']
+    state = torch.load(checkpoint, weights_only=True)['state_dict']
     backbone_only = tmp_path / 'backbone.pth'
     torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('backbone.')}},
                backbone_only)
-    with pytest.raises(CheckpointError, match=r'backbone.pth lacks \d+ of the \d+ weights.*neck'):
-        demo.main([str(config), str(backbone_only), str(images), '--out-dir',
-                   str(tmp_path / 'backbone_only'), '--device', 'cpu'])
+    assert re.search(r'backbone.pth lacks \d+ of the \d+ weights.*neck', refusal(
+        demo.main, [str(config), str(backbone_only), str(images), '--out-dir',
+                    str(tmp_path / 'backbone_only'), '--device', 'cpu'], capsys))
     assert not (tmp_path / 'backbone_only').exists()
     # Not even --force writes a picture over an input image, or under a file.
-    with pytest.raises(FileExistsError, match='000000.png is an input image'):
-        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(tmp_path / 'vis'),
-                   '--out-dir', str(tmp_path), '--force'])
-    with pytest.raises(NotADirectoryError, match=f'--out-dir {backbone_only}/out: '
-                       f'{backbone_only} is a file, not a folder'):
-        demo.main([str(config), str(work_dir / 'epoch_1.pth'), str(images), '--out-dir',
-                   str(backbone_only / 'out')])
+    assert '000000.png is an input image' in refusal(
+        demo.main, [str(config), checkpoint, str(tmp_path / 'vis'), '--out-dir', str(tmp_path),
+                    '--force'], capsys)
+    assert f'--out-dir {backbone_only}/out: {backbone_only} is a file, not a folder' in refusal(
+        demo.main, [str(config), checkpoint, str(images), '--out-dir',
+                    str(backbone_only / 'out')], capsys)
     # Predictions are named without the extension: x.png and x.jpg would share x.json.
     (twin / '000000.png').rename(twin / '000001.jpg')
     pair = [str(images / '000001.png'), str(twin / '000001.jpg')]
-    with pytest.raises(ValueError, match='so their predictions would overwrite'):
-        demo.main([str(config), str(work_dir / 'epoch_1.pth'), *pair, '--save-pred',
-                   '--out-dir', str(tmp_path / 'other')])
+    assert 'so their predictions would overwrite' in refusal(
+        demo.main, [str(config), checkpoint, *pair, '--save-pred', '--out-dir',
+                    str(tmp_path / 'other')], capsys)
     assert {p.name: p.read_bytes() for p in (tmp_path / 'vis').iterdir()} == pictures
 
 

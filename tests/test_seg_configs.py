@@ -12,6 +12,7 @@ from mmengine.registry import init_default_scope
 
 from coat_backbone.coat import ARCH_SETTINGS
 from coat_backbone.engine import adapt_to_machine
+from coat_backbone.engine.runtime import check_neck_fits_backbone
 from seg_helpers import CONFIG_DIR, seg_config_paths
 
 # Loaded once (resolving mmseg:: bases takes about a second per file); tests get copies.
@@ -65,6 +66,7 @@ def test_config_builds_model_and_optimizer(path: Path):
     assert cfg.custom_imports.imports[0] == 'coat_backbone'
     assert cfg.custom_imports.allow_failed_imports is False
     assert cfg.model.backbone.type == 'CoaT'
+    check_neck_fits_backbone(cfg)  # no false alarm: the forward below proves the fit
     # Full-size models on the meta device: real shapes, no weights to allocate or initialise.
     model, optim_wrapper = build_model_and_optimizer(cfg, device='meta')
     model.eval()  # batch statistics of a single image would fail on UperNet's 1x1 pooled map

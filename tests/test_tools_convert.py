@@ -90,10 +90,15 @@ def test_detector_weights_and_classifier_refusal(detector, tmp_path, capsys):
     assert not (tmp_path / 'c.pth').exists()
 
 
-def test_unknown_variant_needs_arch(detector, tmp_path, capsys):
-    path, _ = detector
-    assert convert.main([str(path), str(tmp_path / 'b.pth')]) == 2
-    assert 'not a published CoaT variant' in capsys.readouterr().err
+def test_a_custom_arch_is_read_from_the_weights(detector, tmp_path, capsys):
+    path, backbone = detector
+    assert convert.main([str(path), str(tmp_path / 'b.pth')]) == 0
+    saved = _load(tmp_path / 'b.pth')
+    assert saved['meta']['coat_arch'] == TINY_COAT
+    assert saved['state_dict'].keys() == backbone.keys()
+    assert all(torch.equal(saved['state_dict'][k], v) for k, v in backbone.items())
+    assert convert.main([str(path), '--verify']) == 1
+    assert "Weights: CoaT arch {'embed_dims': [16, 32, 32, 32]" in capsys.readouterr().out
 
 
 def test_publish_names_by_content_and_never_overwrites(official, tmp_path, capsys):
@@ -173,4 +178,4 @@ def test_verify(monkeypatch, tmp_path, capsys):
     foreign = tmp_path / 'resnet.pth'
     torch.save({'conv1.weight': torch.ones(2)}, foreign)
     assert convert.main([str(foreign), '--verify']) == 1
-    assert 'not a published CoaT variant (or not CoaT)' in capsys.readouterr().out
+    assert 'Weights: not CoaT.' in capsys.readouterr().out

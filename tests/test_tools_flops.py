@@ -8,7 +8,7 @@ from coat_backbone import ARCH_SETTINGS, CoaT, CoaTClassifier
 from coat_backbone.analysis import PAPER_GMACS_224, count_complexity, total_cost
 from coat_backbone.coat import grid_sizes
 from tiny_archs import TINY_ARCHS
-from tool_runner import load_tool
+from tool_runner import TOOLS, load_tool
 
 get_flops = load_tool('get_flops')
 
@@ -102,6 +102,10 @@ def test_cli_arch_and_config(tmp_path, capsys):
 def test_cli_errors(tmp_path, capsys):
     assert get_flops.main([str(tmp_path / 'missing.py')]) == 2
     assert 'missing.py' in capsys.readouterr().err
+    # An ImageNet config: the command that counts its classifier.
+    assert get_flops.main([str(TOOLS.parent / 'configs/imagenet/coat_tiny_in1k.py')]) == 2
+    assert ("coat_tiny_in1k.py is an ImageNet classifier's config (CoaTClassifier); give its arch "
+            "instead: --arch 'tiny', with --classifier") in capsys.readouterr().err
     for argv in (['--help'], [], ['cfg.py', '--arch', 'small'],
                  ['--arch', 'small', '--shape', '1', '2', '3'],
                  ['--arch', 'small', '--shape', '16'], ['--arch', 'small', '--shape', '-64', '64']):

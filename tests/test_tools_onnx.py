@@ -83,10 +83,22 @@ def test_the_input_checkpoint_is_never_overwritten(tmp_path, capsys):
     weights = tmp_path / 'mine.pth'
     torch.save(CoaT(TINY_LITE).state_dict(), weights)
     before = weights.read_bytes()
-    assert export.main([str(weights), '--arch', repr(TINY_LITE), '--checkpoint', str(weights),
-                        '--exporter', 'torchscript', '--shape', '64', '--force']) == 2
-    assert 'is an input of this command' in capsys.readouterr().err
+    # A checkpoint where the output goes, as if it were the input: not replaced, even with --force.
+    with pytest.raises(SystemExit) as exit_info:
+        export.main([str(weights), '--arch', repr(TINY_LITE), '--exporter', 'torchscript',
+                     '--shape', '64', '--force'])
+    assert exit_info.value.code == 2
+    assert (f'{weights}: the first argument is the ONNX file to write, named *.onnx; the weights '
+            f'to export go in --checkpoint.') in capsys.readouterr().err
     assert weights.read_bytes() == before
+    # Nor is the --checkpoint file, whatever its name.
+    oddly_named = tmp_path / 'mine.onnx'
+    oddly_named.write_bytes(before)
+    assert export.main([str(oddly_named), '--arch', repr(TINY_LITE), '--checkpoint',
+                        str(oddly_named), '--exporter', 'torchscript', '--shape', '64',
+                        '--force']) == 2
+    assert 'is an input of this command' in capsys.readouterr().err
+    assert oddly_named.read_bytes() == before
     # A folder that cannot be made is named before the export.
     assert export.main([str(weights / 'x.onnx'), '--arch', repr(TINY_LITE), '--exporter',
                         'torchscript', '--shape', '64']) == 2

@@ -34,8 +34,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument('output', nargs='?', help='file to write (not with --verify)')
     parser.add_argument('--to', choices=FORMATS, default='backbone', help='output format')
     parser.add_argument('--arch', type=parse_arch,
-                        help='variant (name or dict), needed only for weights of no published '
-                             'variant')
+                        help='variant (name or dict; default: the one the weights\' shapes give)')
     parser.add_argument('--publish', action='store_true',
                         help='append the sha256 prefix to the output name: name_<sha256[:8]>.pth')
     parser.add_argument('--force', action='store_true', help='replace an existing output file')
@@ -51,8 +50,12 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
 def verify(path: str) -> int:
     result = verify_checkpoint(path)
     print(f'sha256: {result.sha256}')
-    variant = (f"CoaT arch '{result.arch}'" if result.arch
-               else 'not a published CoaT variant (or not CoaT)')
+    if result.arch is None:
+        variant = 'not CoaT'
+    elif isinstance(result.arch, str):
+        variant = f'CoaT arch {result.arch!r}'
+    else:
+        variant = f'CoaT arch {result.arch!r}, no published variant'
     if result.name_matches is False:
         # Published content under another hash's name was renamed; anything else was changed.
         cause = ('the file was renamed' if result.published else

@@ -7,7 +7,8 @@
 Pictures go to OUT_DIR/vis/<image name>; with --save-pred the raw predictions go to
 OUT_DIR/preds/<image name without its extension>.json. Existing ones are replaced only with
 --force, never an input image; images whose outputs would share a name are refused, as is a
-checkpoint that does not fit the config's model. Built on mmdet's DetInferencer.
+checkpoint that does not fit the config's model, each with a one-line error and exit status 2.
+Built on mmdet's DetInferencer.
 """
 import argparse
 import sys
@@ -20,6 +21,7 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Importing the engine registers CoaT and lets weights-only torch.load read mmengine checkpoints.
+from coat_backbone.checkpoint import CheckpointError, check_checkpoint_file  # noqa: E402
 from coat_backbone.engine.hooks import check_checkpoint_fits  # noqa: E402
 from coat_backbone.outputs import check_writable_folder  # noqa: E402
 
@@ -85,11 +87,15 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help='replace pictures and predictions already in --out-dir')
     args = parser.parse_args(argv)
 
-    for path in (args.config, args.checkpoint):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f'No such file: {path}')
-    images = list_images(args.inputs, args.save_pred)
-    refuse_to_overwrite(images, args.out_dir, args.save_pred, args.force)
+    try:
+        for path in (args.config, args.checkpoint):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f'No such file: {path}')
+        check_checkpoint_file(args.checkpoint)
+        images = list_images(args.inputs, args.save_pred)
+        refuse_to_overwrite(images, args.out_dir, args.save_pred, args.force)
+    except (CheckpointError, OSError, ValueError) as error:
+        parser.exit(2, f'{parser.prog}: error: {error}\n')
 
     from mmdet.apis import DetInferencer  # after the checks: importing mmdet takes seconds
 
@@ -102,8 +108,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                 check_checkpoint_fits(model, checkpoint, args.checkpoint)
             super()._load_weights_to_model(model, checkpoint, cfg)
 
-    inferencer = CheckedDetInferencer(model=args.config, weights=args.checkpoint,
-                                      device=args.device, show_progress=False)
+    try:
+        inferencer = CheckedDetInferencer(model=args.config, weights=args.checkpoint,
+                                          device=args.device, show_progress=False)
+    except CheckpointError as error:
+        parser.exit(2, f'{parser.prog}: error: {error}\n')
     inferencer(images, out_dir=args.out_dir, pred_score_thr=args.score_thr,
                no_save_pred=not args.save_pred)
     print(f'Saved {len(images)} pictures to {Path(args.out_dir) / "vis"}')

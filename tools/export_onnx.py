@@ -50,6 +50,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.arch is None and args.config is None and args.checkpoint is None:
         parser.error('give --arch, --config or --checkpoint')
+    if not args.output.lower().endswith('.onnx'):
+        # Most likely a checkpoint given where the output goes, which --force would replace.
+        parser.error(f'{args.output}: the first argument is the ONNX file to write, named '
+                     f'*.onnx; the weights to export go in --checkpoint.')
     try:
         args.shape = input_size(args.shape, args.classifier)
         if args.check_shape is not None:

@@ -60,8 +60,8 @@ def load_classifier(path: str, arch: Optional[Union[str, dict]] = None,
                     use_raw_weights: bool = False) -> CoaTClassifier:
     """A `CoaTClassifier` with the checkpoint's weights, loaded strictly.
 
-    `arch` defaults to the published variant whose shapes the checkpoint has; the head size is
-    read from the checkpoint. `use_raw_weights` takes the raw weights of an EMA run (see
+    `arch` defaults to the one the checkpoint's shapes give; the head size is read from the
+    checkpoint. `use_raw_weights` takes the raw weights of an EMA run (see
     `raw_weights`) instead of the averaged ones.
     """
     checkpoint = read_checkpoint(path)
@@ -69,8 +69,7 @@ def load_classifier(path: str, arch: Optional[Union[str, dict]] = None,
         checkpoint = dict(state_dict=raw_weights(checkpoint, path))
     state_dict, unwrapped = extract_state_dict(checkpoint, source=path)
     weights = 'raw weights of the EMA run' if use_raw_weights else unwrapped
-    return model_from_state_dict(state_dict, f'{path} ({weights})', arch, classifier=True,
-                                 arch_hint='; tools/eval_cls.py takes --arch or --config')
+    return model_from_state_dict(state_dict, f'{path} ({weights})', arch, classifier=True)
 
 
 @torch.no_grad()

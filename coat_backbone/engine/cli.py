@@ -7,13 +7,16 @@ two, because their result dumps and visualisation hooks differ.
 import argparse
 import os
 import os.path as osp
-from typing import List, Optional
+from contextlib import contextmanager
+from typing import Iterator, List, Optional
 
 from mmengine.config import Config, DictAction
 
+from ..checkpoint import CheckpointError
 from ..outputs import check_writable_folder
-from .runtime import (adapt_to_machine, build_runner, check_work_dir, default_work_dir,
-                      enable_amp, enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
+from .runtime import (adapt_to_machine, build_runner, check_neck_fits_backbone,
+                      check_weights_to_load, check_work_dir, default_work_dir, enable_amp,
+                      enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
                       set_local_rank, set_resume)
 
 LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
@@ -30,6 +33,19 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
                         'tools/slurm_*.sh')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
                         help=argparse.SUPPRESS)
+
+
+@contextmanager
+def _refusals_as_usage_errors(parser: argparse.ArgumentParser,
+                              refusals: tuple = (CheckpointError, OSError, ValueError)
+                              ) -> Iterator[None]:
+    """Bad input found by the checks (a path, an earlier run in the way, a checkpoint that does
+    not fit) ends the command with its message and status 2, as the other tools do, rather than
+    a traceback."""
+    try:
+        yield
+    except refusals as error:
+        parser.exit(2, f'{parser.prog}: error: {error}\n')
 
 
 def _prepare(args: argparse.Namespace) -> Config:
@@ -63,15 +79,20 @@ def train_main(argv: Optional[List[str]] = None) -> None:
     _common_arguments(parser)
     args = parser.parse_args(argv)
 
-    cfg = _prepare(args)
-    if args.amp:
-        enable_amp(cfg)
-    if args.auto_scale_lr:
-        enable_auto_scale_lr(cfg)
-    set_resume(cfg, args.resume)
-    refuse_to_overwrite_a_run(cfg, args.force)
-    adapt_to_machine(cfg)
-    build_runner(cfg).train()
+    with _refusals_as_usage_errors(parser):
+        cfg = _prepare(args)
+        if args.amp:
+            enable_amp(cfg)
+        if args.auto_scale_lr:
+            enable_auto_scale_lr(cfg)
+        set_resume(cfg, args.resume)
+        check_weights_to_load(cfg)
+        refuse_to_overwrite_a_run(cfg, args.force)
+        check_neck_fits_backbone(cfg)
+        adapt_to_machine(cfg)
+    runner = build_runner(cfg)
+    with _refusals_as_usage_errors(parser, (CheckpointError,)):
+        runner.train()
 
 
 def _dump_results(cfg: Config, out: str, force: bool) -> None:
@@ -147,14 +168,17 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     _common_arguments(parser)
     args = parser.parse_args(argv)
 
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'Checkpoint file not found: {args.checkpoint}')
-    cfg = _prepare(args)
-    cfg.load_from = args.checkpoint
-    cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='CheckpointFitsModelHook')]
-    if args.out:
-        _dump_results(cfg, args.out, args.force)
-    if args.show or args.show_dir:
-        _enable_visualization(cfg, args.show, args.show_dir, args.wait_time, args.force)
-    adapt_to_machine(cfg)
-    build_runner(cfg).test()
+    with _refusals_as_usage_errors(parser):
+        cfg = _prepare(args)
+        cfg.load_from = args.checkpoint
+        check_weights_to_load(cfg)
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='CheckpointFitsModelHook')]
+        if args.out:
+            _dump_results(cfg, args.out, args.force)
+        if args.show or args.show_dir:
+            _enable_visualization(cfg, args.show, args.show_dir, args.wait_time, args.force)
+        check_neck_fits_backbone(cfg)
+        adapt_to_machine(cfg)
+    runner = build_runner(cfg)
+    with _refusals_as_usage_errors(parser, (CheckpointError,)):
+        runner.test()

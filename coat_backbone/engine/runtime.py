@@ -10,6 +10,7 @@ import os.path as osp
 import re
 from typing import Any, Dict, List, Optional, Tuple
 
+import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.device import get_device
@@ -17,6 +18,8 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from ..checkpoint import check_checkpoint_file
+from ..coat import CoaT
 from ..outputs import check_writable_folder
 from .hooks import checkpoint_name_pattern
 
@@ -57,11 +60,70 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
         return
     with open(pointer, encoding='utf-8') as file:
         last = file.read().strip()
-    if '://' not in last and not osp.isfile(last):
-        raise FileNotFoundError(
-            f'{pointer} names {last!r}, which does not exist. Pick a checkpoint of '
-            f'{cfg.work_dir} yourself: --resume {osp.join(cfg.work_dir, "epoch_N.pth")}.')
+    pick = f'--resume {osp.join(cfg.work_dir, "epoch_N.pth")}'
+    if '://' not in last:
+        if not osp.isfile(last):
+            raise FileNotFoundError(f'{pointer} names {last!r}, which does not exist. Pick a '
+                                    f'checkpoint of {cfg.work_dir} yourself: {pick}.')
+        check_checkpoint_file(last, fix=f'resume from an earlier checkpoint of {cfg.work_dir}: '
+                                        f'{pick}')
     cfg.resume, cfg.load_from = True, None
+
+
+def check_weights_to_load(cfg: Config) -> None:
+    """Refuse a local `load_from` (a checkpoint to test, resume or start from) that is missing or
+    is no torch checkpoint now, before the Runner builds the model and datasets."""
+    path = cfg.get('load_from')
+    if not path or '://' in path:
+        return
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Checkpoint file not found: {path}')
+    check_checkpoint_file(path)
+
+
+def check_neck_fits_backbone(cfg: Config) -> None:
+    """Refuse a neck, or without one an mmseg head, whose `in_channels` are not the channels of
+    the CoaT backbone's outputs: the first iteration would fail inside a convolution, with no
+    word of the config. Typical after changing the backbone's arch without the neck."""
+    model = cfg.get('model') or {}
+    backbone = model.get('backbone') or {}
+    if not str(backbone.get('type', '')).endswith('CoaT'):
+        return
+    settings = {key: value for key, value in backbone.items()
+                if key not in ('type', 'init_cfg', 'pretrained')}
+    try:
+        with torch.device('meta'):  # shapes only: no memory, no initialisation cost
+            coat = CoaT(**settings)
+        channels = coat.out_channels
+    except (TypeError, ValueError):
+        return  # building the model names what is wrong with the backbone itself
+    neck = model.get('neck')
+    neck = neck[0] if isinstance(neck, (list, tuple)) and neck else neck
+    if neck:
+        takers = [('model.neck', neck, channels)]
+    else:
+        auxiliary = model.get('auxiliary_head')
+        heads = [('model.decode_head', model.get('decode_head'))] + (
+            [(f'model.auxiliary_head[{i}]', head) for i, head in enumerate(auxiliary)]
+            if isinstance(auxiliary, (list, tuple)) else [('model.auxiliary_head', auxiliary)])
+        takers = []
+        for where, head in [(where, head) for where, head in heads if head]:
+            index = head.get('in_index', -1)  # mmseg's default: the last map
+            try:
+                wanted = ([channels[i] for i in index] if isinstance(index, (list, tuple))
+                          else channels[index])
+            except (IndexError, TypeError):
+                continue  # an in_index the backbone cannot serve: mmseg names it
+            takers.append((where, head, wanted))
+    for where, taker, wanted in takers:
+        given = taker.get('in_channels')
+        given = list(given) if isinstance(given, (list, tuple)) else given
+        if given is not None and given != wanted:
+            arch = f'arch={backbone["arch"]!r}' if 'arch' in backbone else 'its default arch'
+            raise ValueError(
+                f'{where}.in_channels={given} does not fit the backbone: CoaT with {arch} and '
+                f'out_indices={coat.out_indices} returns maps of {channels} channels. Set '
+                f'{where}.in_channels={wanted}.')
 
 
 def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True) -> None:
