@@ -166,17 +166,24 @@ def test_another_backbones_settings_name_delete(tmp_path):
             DET_MODELS.build(backbone)
 
 
+@pytest.fixture
+def checkpoint_calls(monkeypatch) -> list:
+    """One entry per torch.utils.checkpoint call, as CoaT makes them."""
+    calls = []
+    real_checkpoint = torch.utils.checkpoint.checkpoint
+    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint',
+                        lambda *args, **kwargs: calls.append(1) or real_checkpoint(*args, **kwargs))
+    return calls
+
+
 @pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
-def test_gradient_checkpointing_is_exact(kind, monkeypatch):
+def test_gradient_checkpointing_is_exact(kind, checkpoint_calls):
+    calls = checkpoint_calls
     torch.manual_seed(0)
     plain = CoaT(TINY_ARCHS[kind]).train()
     checkpointed = CoaT(TINY_ARCHS[kind], with_cp=True).train()
     checkpointed.load_state_dict(plain.state_dict())
     images = torch.randn(2, 3, 64, 96)
-    calls = []
-    real_checkpoint = torch.utils.checkpoint.checkpoint
-    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint',
-                        lambda *args, **kwargs: calls.append(1) or real_checkpoint(*args, **kwargs))
     results = []
     for model in (plain, checkpointed):
         calls.clear()
@@ -198,17 +205,14 @@ def test_gradient_checkpointing_is_exact(kind, monkeypatch):
         torch.testing.assert_close(plain_grads[name], cp_grads[name], rtol=1e-5, atol=1e-6)
 
 
-def test_gradient_checkpointing_applies_in_eval_mode_with_gradients(monkeypatch):
+def test_gradient_checkpointing_applies_in_eval_mode_with_gradients(checkpoint_calls):
+    calls = checkpoint_calls
     # Gradients through an eval-mode model (Grad-CAM, input attacks) save memory too, as with
     # mmdet's backbones, and match the plain model's.
     torch.manual_seed(0)
     plain = CoaT(TINY_COAT, drop_path_rate=0.5).eval()
     checkpointed = CoaT(TINY_COAT, drop_path_rate=0.5, with_cp=True).eval()
     checkpointed.load_state_dict(plain.state_dict())
-    calls = []
-    real_checkpoint = torch.utils.checkpoint.checkpoint
-    monkeypatch.setattr(torch.utils.checkpoint, 'checkpoint',
-                        lambda *args, **kwargs: calls.append(1) or real_checkpoint(*args, **kwargs))
     input_grads = []
     for model in (plain, checkpointed):
         images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1),

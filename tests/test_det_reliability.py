@@ -316,7 +316,7 @@ def test_resume_from_a_file_never_trains_over_other_checkpoints(tmp_path):
             (folder / f'epoch_{epoch}.pth').write_bytes(f'{folder.name} {epoch}'.encode())
     (run / 'best_acc_epoch_10.pth').write_bytes(b'best')
 
-    def refusal(resume_from, force=False, **settings):
+    def resume_then_check(resume_from, force=False, **settings):
         cfg = Config(dict(work_dir=str(run), **settings))
         if '://' in str(resume_from):  # a config's own resume=True, load_from=URL
             cfg.resume, cfg.load_from = True, resume_from
@@ -328,17 +328,17 @@ def test_resume_from_a_file_never_trains_over_other_checkpoints(tmp_path):
                        r'checkpoints of the same run there \(epoch_2.pth, epoch_10.pth, '
                        rf'epoch_12.pth\)\. Resume from the latest \(--resume {run}/epoch_12.pth\)'
                        r'.*--work-dir.*--force'):
-        refusal(run / 'epoch_1.pth')
+        resume_then_check(run / 'epoch_1.pth')
     with pytest.raises(FileExistsError, match=r'overwrite later checkpoints .*\(epoch_12.pth\)'):
-        refusal(run / 'best_acc_epoch_10.pth')
+        resume_then_check(run / 'best_acc_epoch_10.pth')
     with pytest.raises(FileExistsError, match=r'the checkpoints of another run there '
                        r'\(epoch_1.pth, epoch_2.pth, epoch_10.pth, epoch_12.pth\)'):
-        refusal(other / 'epoch_12.pth')
+        resume_then_check(other / 'epoch_12.pth')
     with pytest.raises(FileExistsError, match='the checkpoints of another run'):
-        refusal('https://example.com/runs/epoch_12.pth')
-    refusal(run / 'epoch_12.pth')  # the latest: nothing after it
-    refusal(run / 'epoch_1.pth', force=True)
-    refusal(other / 'epoch_1.pth', force=True)
+        resume_then_check('https://example.com/runs/epoch_12.pth')
+    resume_then_check(run / 'epoch_12.pth')  # the latest: nothing after it
+    resume_then_check(run / 'epoch_1.pth', force=True)
+    resume_then_check(other / 'epoch_1.pth', force=True)
     # `--resume` alone without last_checkpoint suggests the latest file, which it accepts.
     cfg = Config(dict(work_dir=str(run)))
     set_resume(cfg, 'auto')
@@ -349,8 +349,8 @@ def test_resume_from_a_file_never_trains_over_other_checkpoints(tmp_path):
     for epoch in (1, 2):
         (run / f'ckpt_e{epoch:03d}.pth').write_bytes(b'custom')
     with pytest.raises(FileExistsError, match=r'same run there \(ckpt_e002.pth\)'):
-        refusal(run / 'ckpt_e001.pth', **custom)
-    refusal(run / 'ckpt_e002.pth', **custom)
+        resume_then_check(run / 'ckpt_e001.pth', **custom)
+    resume_then_check(run / 'ckpt_e002.pth', **custom)
     assert [(run / f'epoch_{epoch}.pth').read_bytes() for epoch in (1, 2, 10, 12)] == [
         b'run 1', b'run 2', b'run 10', b'run 12']
 

@@ -22,6 +22,7 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 # Importing the engine registers CoaT and lets weights-only torch.load read mmengine checkpoints.
 from coat_backbone.checkpoint import CheckpointError, check_checkpoint_file  # noqa: E402
+from coat_backbone.engine.cli import refusals_as_usage_errors  # noqa: E402
 from coat_backbone.engine.hooks import check_checkpoint_fits  # noqa: E402
 from coat_backbone.outputs import check_writable_folder  # noqa: E402
 
@@ -87,15 +88,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help='replace pictures and predictions already in --out-dir')
     args = parser.parse_args(argv)
 
-    try:
+    with refusals_as_usage_errors(parser):
         for path in (args.config, args.checkpoint):
             if not Path(path).is_file():
                 raise FileNotFoundError(f'No such file: {path}')
         check_checkpoint_file(args.checkpoint)
         images = list_images(args.inputs, args.save_pred)
         refuse_to_overwrite(images, args.out_dir, args.save_pred, args.force)
-    except (CheckpointError, OSError, ValueError) as error:
-        parser.exit(2, f'{parser.prog}: error: {error}\n')
 
     from mmdet.apis import DetInferencer  # after the checks: importing mmdet takes seconds
 
@@ -108,11 +107,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                 check_checkpoint_fits(model, checkpoint, args.checkpoint)
             super()._load_weights_to_model(model, checkpoint, cfg)
 
-    try:
+    with refusals_as_usage_errors(parser, (CheckpointError,)):
         inferencer = CheckedDetInferencer(model=args.config, weights=args.checkpoint,
                                           device=args.device, show_progress=False)
-    except CheckpointError as error:
-        parser.exit(2, f'{parser.prog}: error: {error}\n')
     inferencer(images, out_dir=args.out_dir, pred_score_thr=args.score_thr,
                no_save_pred=not args.save_pred)
     print(f'Saved {len(images)} pictures to {Path(args.out_dir) / "vis"}')

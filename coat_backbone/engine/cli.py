@@ -36,12 +36,12 @@ def _common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextmanager
-def _refusals_as_usage_errors(parser: argparse.ArgumentParser,
-                              refusals: tuple = (CheckpointError, OSError, ValueError)
-                              ) -> Iterator[None]:
+def refusals_as_usage_errors(parser: argparse.ArgumentParser,
+                             refusals: tuple = (CheckpointError, OSError, ValueError)
+                             ) -> Iterator[None]:
     """Bad input found by the checks (a path, an earlier run in the way, a checkpoint that does
     not fit) ends the command with its message and status 2, as the other tools do, rather than
-    a traceback."""
+    a traceback. Shared with tools/demo.py."""
     try:
         yield
     except refusals as error:
@@ -79,7 +79,7 @@ def train_main(argv: Optional[List[str]] = None) -> None:
     _common_arguments(parser)
     args = parser.parse_args(argv)
 
-    with _refusals_as_usage_errors(parser):
+    with refusals_as_usage_errors(parser):
         cfg = _prepare(args)
         if args.amp:
             enable_amp(cfg)
@@ -91,7 +91,7 @@ def train_main(argv: Optional[List[str]] = None) -> None:
         check_neck_fits_backbone(cfg)
         adapt_to_machine(cfg)
     runner = build_runner(cfg)
-    with _refusals_as_usage_errors(parser, (CheckpointError,)):
+    with refusals_as_usage_errors(parser, (CheckpointError,)):
         runner.train()
 
 
@@ -168,7 +168,7 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     _common_arguments(parser)
     args = parser.parse_args(argv)
 
-    with _refusals_as_usage_errors(parser):
+    with refusals_as_usage_errors(parser):
         cfg = _prepare(args)
         cfg.load_from = args.checkpoint
         check_weights_to_load(cfg)
@@ -180,5 +180,5 @@ def test_main(argv: Optional[List[str]] = None) -> None:
         check_neck_fits_backbone(cfg)
         adapt_to_machine(cfg)
     runner = build_runner(cfg)
-    with _refusals_as_usage_errors(parser, (CheckpointError,)):
+    with refusals_as_usage_errors(parser, (CheckpointError,)):
         runner.test()
