@@ -267,25 +267,21 @@ def arch_settings_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[dict]:
                 mlp_ratios=[_mlp_ratio(h, d) for h, d in zip(hidden, embed_dims)])
 
 
-def _published_name(settings: Optional[dict]) -> Optional[str]:
-    """The published variant with exactly these settings (from `arch_settings_of`), if any."""
+def _arch_named(settings: Optional[dict]) -> Optional[Union[str, dict]]:
+    """The published variant with exactly these settings (from `arch_settings_of`) by its name,
+    else the settings themselves."""
     from .coat import ARCH_SETTINGS
     for name, published in ARCH_SETTINGS.items():
         if settings == {key: list(value) if isinstance(value, tuple) else value
                         for key, value in published.items()}:
             return name
-    return None
-
-
-def infer_arch(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """The published variant whose shapes and depths the state dict has, if any."""
-    return _published_name(arch_settings_of(state_dict))
+    return settings
 
 
 def arch_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[Union[str, dict]]:
-    """A CoaT state dict's arch: its published variant's name, else the dict of its settings."""
-    settings = arch_settings_of(state_dict)
-    return _published_name(settings) or settings
+    """A CoaT state dict's arch: its published variant's name, else the dict of its settings
+    (None when it is not a CoaT's)."""
+    return _arch_named(arch_settings_of(state_dict))
 
 
 def _listing(keys: List[str], limit: int = 8) -> str:
@@ -298,8 +294,8 @@ def _hint(mismatched: List[str], state_dict: StateDict, expected: StateDict) -> 
     number of input channels."""
     theirs = arch_settings_of(state_dict)
     if theirs is not None and theirs != arch_settings_of(expected):
-        return (f' The checkpoint is CoaT arch={_published_name(theirs) or theirs!r}; build the '
-                f'model with that arch.')
+        return (f' The checkpoint is CoaT arch={_arch_named(theirs)!r}; build the model with '
+                f'that arch.')
     if mismatched and all(key.startswith('head.') for key in mismatched):
         classes = state_dict['head.weight'].shape[0]
         return (f' The checkpoint\'s head has {classes} classes and the model '
