@@ -178,7 +178,6 @@ def checkpoint_calls(monkeypatch) -> list:
 
 @pytest.mark.parametrize('kind', sorted(TINY_ARCHS))
 def test_gradient_checkpointing_is_exact(kind, checkpoint_calls):
-    calls = checkpoint_calls
     torch.manual_seed(0)
     plain = CoaT(TINY_ARCHS[kind]).train()
     checkpointed = CoaT(TINY_ARCHS[kind], with_cp=True).train()
@@ -186,18 +185,18 @@ def test_gradient_checkpointing_is_exact(kind, checkpoint_calls):
     images = torch.randn(2, 3, 64, 96)
     results = []
     for model in (plain, checkpointed):
-        calls.clear()
+        checkpoint_calls.clear()
         features = model(images)
         # Every block of the checkpointed model runs under torch.utils.checkpoint, none of the
         # other.
         blocks = sum(TINY_ARCHS[kind]['serial_depths']) + TINY_ARCHS[kind]['parallel_depth']
-        assert len(calls) == (blocks if model is checkpointed else 0)
+        assert len(checkpoint_calls) == (blocks if model is checkpointed else 0)
         sum(f.sum() for f in features).backward()
         results.append((features, {n: p.grad for n, p in model.named_parameters()}))
     with torch.no_grad():
-        calls.clear()
+        checkpoint_calls.clear()
         checkpointed(images)
-        assert calls == []  # nothing to recompute without a backward
+        assert checkpoint_calls == []  # nothing to recompute without a backward
     (plain_out, plain_grads), (cp_out, cp_grads) = results
     for a, b in zip(plain_out, cp_out):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
@@ -206,7 +205,6 @@ def test_gradient_checkpointing_is_exact(kind, checkpoint_calls):
 
 
 def test_gradient_checkpointing_applies_in_eval_mode_with_gradients(checkpoint_calls):
-    calls = checkpoint_calls
     # Gradients through an eval-mode model (Grad-CAM, input attacks) save memory too, as with
     # mmdet's backbones, and match the plain model's.
     torch.manual_seed(0)
@@ -220,7 +218,7 @@ def test_gradient_checkpointing_applies_in_eval_mode_with_gradients(checkpoint_c
         model(images)[-1].sum().backward()
         input_grads.append(images.grad)
     blocks = sum(TINY_COAT['serial_depths']) + TINY_COAT['parallel_depth']
-    assert len(calls) == blocks
+    assert len(checkpoint_calls) == blocks
     torch.testing.assert_close(input_grads[0], input_grads[1], rtol=1e-5, atol=1e-6)
 
 
