@@ -183,13 +183,13 @@ def test_gradient_checkpointing_is_exact(kind, checkpoint_calls):
     checkpointed = CoaT(TINY_ARCHS[kind], with_cp=True).train()
     checkpointed.load_state_dict(plain.state_dict())
     images = torch.randn(2, 3, 64, 96)
+    blocks = sum(TINY_ARCHS[kind]['serial_depths']) + TINY_ARCHS[kind]['parallel_depth']
     results = []
     for model in (plain, checkpointed):
         checkpoint_calls.clear()
         features = model(images)
         # Every block of the checkpointed model runs under torch.utils.checkpoint, none of the
         # other.
-        blocks = sum(TINY_ARCHS[kind]['serial_depths']) + TINY_ARCHS[kind]['parallel_depth']
         assert len(checkpoint_calls) == (blocks if model is checkpointed else 0)
         sum(f.sum() for f in features).backward()
         results.append((features, {n: p.grad for n, p in model.named_parameters()}))
