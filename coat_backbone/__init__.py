@@ -10,7 +10,7 @@ from .requirements import check_requirements
 check_requirements()
 
 from .checkpoint import CheckpointError, load_coat_checkpoint  # noqa: E402
-from .coat import ARCH_SETTINGS, CoaT, CoaTClassifier  # noqa: E402
+from .models import ARCH_SETTINGS, CoaT, CoaTClassifier  # noqa: E402
 from . import engine  # noqa: E402,F401  (registers the training hooks in mmengine's root registry)
 
 __version__ = '0.1.0'

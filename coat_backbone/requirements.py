@@ -1,22 +1,40 @@
-"""Import-time check of the stack, so a broken environment fails with its fix, not deep inside
-mmdet. The exact tested versions are pinned in constraints.txt."""
+"""The versions this package is tested with, and the import-time check that names anything outside
+them with its fix, so that a mismatched environment fails at once rather than deep inside mmdet.
+
+`TESTED` is the one place the ranges live: setup.py reads it too. Each minimum is the lowest
+version of the two stacks CI tests (constraints-torch2.1.txt: torch 2.1 with OpenMMLab's prebuilt
+mmcv, and constraints.txt: current torch), each maximum the first version past the newest
+known-good one where such a version is known to break or is a new major release.
+"""
 from importlib import metadata, util
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional
 
 from packaging.version import Version
 
-FIX = ('Fix: run `bash tools/setup_env.sh` for the tested stack (constraints.txt) and run the '
-       'tools with its `.venv/bin/python` (or `source .venv/bin/activate`), or install a '
-       'compatible version yourself')
-# mmcv has no wheels for current torch, and its source build needs these settings.
-INSTALL = {'mmcv': 'MMCV_WITH_OPS=1 pip install --no-build-isolation "{package}{wanted}" '
-                   '(with setuptools<81 installed)'}
-
 # package -> (minimum, exclusive maximum)
-REQUIRED = {'torch': ('2.0', None), 'mmengine': ('0.10.0', '0.11.0'), 'timm': ('0.9.0', None)}
-# mmdet 3.x and mmseg 1.x refuse mmcv >= 2.2.0 at import.
-MMCV_RANGE = ('2.0.0', '2.2.0')
+TESTED = {
+    'torch': ('2.1', '2.14'),  # mmcv 2.1.0 does not build against torch 2.14 (C++20 headers)
+    'numpy': ('1.26', '3'),
+    'mmengine': ('0.10.7', '0.11'),
+    'timm': ('1.0.31', '1.1'),
+    'huggingface_hub': ('0.36', '3'),
+    'safetensors': ('0.4.5', '1'),
+    'mmcv': ('2.1.0', '2.2.0'),  # mmdet 3.x and mmseg 1.x refuse mmcv >= 2.2.0 at import
+    'mmdet': ('3.3.0', '3.4.0'),
+    'mmsegmentation': ('1.2.2', '1.3.0'),
+}
+# Needed by `import coat_backbone`; mmcv, mmdet and mmseg are checked where they are installed.
+CORE = ('torch', 'numpy', 'mmengine', 'timm')
+PREBUILT_MMCV = ('pip install mmcv==2.1.0 -f '
+                 'https://download.openmmlab.com/mmcv/dist/cu121/torch2.1/index.html')
+BUILT_MMCV = 'MMCV_WITH_OPS=1 pip install --no-build-isolation "mmcv==2.1.0" (setuptools<81)'
+
+
+def wanted(package: str) -> str:
+    """The tested range of `package` as a pip requirement, e.g. 'torch>=2.1,<2.14'."""
+    minimum, maximum = TESTED[package]
+    return f'{package}>={minimum},<{maximum}'
 
 
 def _installed(package: str) -> Optional[str]:
@@ -26,23 +44,24 @@ def _installed(package: str) -> Optional[str]:
         return None
 
 
-def _wanted_and_install(package: str, minimum: str, maximum: Optional[str]) -> Tuple[str, str]:
-    """The version range `package` must be in, and the command that installs it."""
-    wanted = f'>={minimum}' + (f',<{maximum}' if maximum else '')
-    return wanted, INSTALL.get(package, 'pip install "{package}{wanted}"').format(
-        package=package, wanted=wanted)
+def _fix(package: str) -> str:
+    if package == 'mmcv':  # no PyPI wheels: OpenMMLab's for torch 2.1, else a source build
+        install = f'{PREBUILT_MMCV} (torch 2.1, CUDA 12.1), or build it: {BUILT_MMCV}'
+    else:
+        install = f'pip install "{wanted(package)}"'
+    return (f'Fix: {install}; or run `bash tools/setup_env.sh` for a tested environment (.venv) '
+            f'and use its .venv/bin/python.')
 
 
-def _check(package: str, minimum: str, maximum: Optional[str], needed_by: str) -> None:
+def _check(package: str, needed_by: str) -> None:
     version = _installed(package)
-    wanted, install = _wanted_and_install(package, minimum, maximum)
     if version is None:
-        raise ImportError(f'{needed_by} needs {package}{wanted}, which is not installed. '
-                          f'{FIX}: {install}.')
-    parsed = Version(version)
-    if parsed < Version(minimum) or (maximum and parsed >= Version(maximum)):
-        raise ImportError(f'{needed_by} needs {package}{wanted}, but {package} {version} is '
-                          f'installed. {FIX}: {install}.')
+        raise ImportError(f'{needed_by} needs {wanted(package)}, which is not installed. '
+                          f'{_fix(package)}')
+    minimum, maximum = TESTED[package]
+    if not Version(minimum) <= Version(version) < Version(maximum):
+        raise ImportError(f'{needed_by} needs {wanted(package)} (the tested range), but '
+                          f'{package} {version} is installed. {_fix(package)}')
 
 
 def _has_compiled_ops(package: str) -> bool:
@@ -56,14 +75,14 @@ def _has_compiled_ops(package: str) -> bool:
 
 
 def check_requirements() -> None:
-    """Raise ImportError naming any missing or incompatible piece of the stack."""
-    for package, (minimum, maximum) in REQUIRED.items():
-        _check(package, minimum, maximum, 'coat-backbone')
+    """Raise ImportError naming any missing or out-of-range piece of the stack, in one line."""
+    for package in CORE:
+        _check(package, 'coat-backbone')
     for user in ('mmdet', 'mmsegmentation'):
         if _installed(user):
-            _check('mmcv', *MMCV_RANGE, needed_by=f'{user} (installed here)')
+            _check(user, 'coat-backbone')
+            _check('mmcv', f'{user} (installed here)')
     if _installed('mmdet') and not _has_compiled_ops('mmcv'):
-        _, build = _wanted_and_install('mmcv', *MMCV_RANGE)
         raise ImportError('mmcv is installed without its compiled ops (mmcv-lite, or built with '
-                          'MMCV_WITH_OPS=0), which mmdet needs for RoIAlign and NMS. Fix: run '
-                          f'`bash tools/setup_env.sh`, or build mmcv from source: {build}.')
+                          f'MMCV_WITH_OPS=0), which mmdet needs for RoIAlign and NMS. '
+                          f'{_fix("mmcv")}')

@@ -6,5 +6,5 @@ custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         arch='lite_small',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_small_8d362f48.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_lite_small.in1k')),
     neck=dict(in_channels=[128, 320, 512]))

@@ -8,5 +8,5 @@ custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         arch='lite_medium',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_medium_a750cd63.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_lite_medium.in1k')),
     neck=dict(in_channels=[128, 256, 320, 512]))

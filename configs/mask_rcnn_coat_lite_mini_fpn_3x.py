@@ -6,5 +6,5 @@ custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         arch='lite_mini',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_mini_6b4a8ae5.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_lite_mini.in1k')),
     neck=dict(in_channels=[64, 128, 320, 512]))

@@ -6,5 +6,5 @@ custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         arch='mini',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_mini_40667eec.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_mini.in1k')),
     neck=dict(in_channels=[152, 216, 216, 216]))

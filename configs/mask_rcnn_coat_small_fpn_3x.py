@@ -7,5 +7,5 @@ model = dict(
     backbone=dict(
         arch='small',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_small_7479cf9b.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_small.in1k')),
     neck=dict(in_channels=[152, 320, 320, 320]))

@@ -8,5 +8,5 @@ custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         arch='tiny',
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_tiny_c6efc33c.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_tiny.in1k')),
     neck=dict(in_channels=[152, 152, 152, 152]))

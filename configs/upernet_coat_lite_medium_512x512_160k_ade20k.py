@@ -8,6 +8,6 @@ model = dict(
     backbone=dict(
         arch='lite_medium',
         drop_path_rate=0.3,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_medium_a750cd63.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_lite_medium.in1k')),
     decode_head=dict(in_channels=[128, 256, 320, 512]),
     auxiliary_head=dict(in_channels=320))

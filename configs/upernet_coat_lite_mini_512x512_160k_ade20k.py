@@ -8,6 +8,6 @@ model = dict(
     backbone=dict(
         arch='lite_mini',
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_mini_6b4a8ae5.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_lite_mini.in1k')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
     auxiliary_head=dict(in_channels=320))

@@ -8,6 +8,6 @@ model = dict(
     backbone=dict(
         arch='lite_small',
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_small_8d362f48.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_lite_small.in1k')),
     decode_head=dict(in_channels=[64, 128, 320, 512]),
     auxiliary_head=dict(in_channels=320))

@@ -8,6 +8,6 @@ model = dict(
     backbone=dict(
         arch='lite_tiny',
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_tiny_e88e96b0.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_lite_tiny.in1k')),
     decode_head=dict(in_channels=[64, 128, 256, 320]),
     auxiliary_head=dict(in_channels=256))

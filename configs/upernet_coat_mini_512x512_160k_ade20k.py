@@ -8,6 +8,6 @@ model = dict(
     backbone=dict(
         arch='mini',
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_mini_40667eec.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_mini.in1k')),
     decode_head=dict(in_channels=[152, 216, 216, 216]),
     auxiliary_head=dict(in_channels=216))

@@ -8,6 +8,6 @@ model = dict(
     backbone=dict(
         arch='tiny',
         drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_tiny_c6efc33c.pth')),
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_tiny.in1k')),
     decode_head=dict(in_channels=[152, 152, 152, 152]),
     auxiliary_head=dict(in_channels=152))

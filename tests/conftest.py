@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from coat_backbone.synthetic import CocoShapesArgs, generate_coco_shapes
+from coat_backbone.datasets.shapes import CocoShapesArgs, generate_coco_shapes
 
 
 @pytest.fixture(scope='session')

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from mmengine.config import Config
 
-from coat_backbone.synthetic import SHAPE_CLASSES, coco_shapes_paths
+from coat_backbone.datasets.shapes import SHAPE_CLASSES, coco_shapes_paths
 from tiny_archs import TINY_COAT
 
 REPO = Path(__file__).resolve().parents[1]

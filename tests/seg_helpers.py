@@ -13,8 +13,8 @@ from typing import Any, Dict, List
 
 from mmengine.config import Config
 
-from coat_backbone.synthetic import (SEG_CLASSES, SegShapesArgs, generate_seg_shapes,
-                                     seg_shapes_paths)
+from coat_backbone.datasets.shapes import (SEG_CLASSES, SegShapesArgs, generate_seg_shapes,
+                                           seg_shapes_paths)
 from tiny_archs import TINY_COAT, TINY_LITE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def make_tiny(cfg: Config, data_root: Path, work_dir: Path, max_iters: int = 2) 
     else:  # UperNet
         cfg.model.decode_head.in_channels = list(dims)
         cfg.model.auxiliary_head.in_channels = dims[2]
-    cfg.custom_imports = dict(imports=['coat_backbone', 'coat_backbone.segmentation'],
+    cfg.custom_imports = dict(imports=['coat_backbone', 'coat_backbone.datasets.seg_dataset'],
                               allow_failed_imports=False)
     for loader_name, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
                                ('test_dataloader', 'val')):

@@ -1,4 +1,4 @@
-"""tools/benchmark.py and coat_backbone.benchmark: the feature check against timm gates the
+"""tools/benchmark.py and coat_backbone.toolkit.benchmark: the feature check against timm gates the
 speed ratio, every configuration is timed and measured, the JSON is written without clobbering,
 and the backbone compiles without graph breaks."""
 import json
@@ -11,10 +11,10 @@ from mmengine.logging import MMLogger
 from torch._dynamo.backends.debugging import aot_eager
 
 from coat_backbone import CoaT
-from coat_backbone import benchmark
-from coat_backbone.analysis import count_complexity, total_cost
-from coat_backbone.benchmark import (FEATURE_TOLERANCE, Case, FeatureCheck, check_features,
-                                     format_table, run_benchmark, timm_reference)
+from coat_backbone.toolkit import benchmark
+from coat_backbone.toolkit.analysis import count_complexity, total_cost
+from coat_backbone.toolkit.benchmark import (FEATURE_TOLERANCE, Case, FeatureCheck, check_features,
+                                             format_table, run_benchmark, timm_reference)
 from tiny_archs import TINY_ARCHS
 from tool_runner import load_tool
 

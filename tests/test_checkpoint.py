@@ -13,9 +13,9 @@ from mmengine.logging import HistoryBuffer, MMLogger
 from mmengine.registry import MODELS
 
 from coat_backbone import CheckpointError, CoaT, CoaTClassifier, load_coat_checkpoint
-from coat_backbone.checkpoint import arch_of, arch_settings_of
-from coat_backbone.coat import ARCH_SETTINGS, resolve_arch
 from coat_backbone.engine import allow_mmengine_checkpoints
+from coat_backbone.engine.serialization import WEIGHTS_ONLY_BY_DEFAULT
+from coat_backbone.models.coat import ARCH_SETTINGS, arch_of, arch_settings_of, resolve_arch
 from tiny_archs import TINY_COAT, TINY_LITE
 
 
@@ -389,7 +389,8 @@ def test_corrupt_truncated_and_missing_files_name_the_path(tmp_path):
         assert 'weights_only' not in str(error.value)  # torch's advice to load it unsafely
     with pytest.raises(CheckpointError, match='not found: .*absent.pth'):
         load_coat_checkpoint(CoaT(TINY_LITE), str(tmp_path / 'absent.pth'))
-    with pytest.raises(CheckpointError, match='is a directory; give the .pth file in it'):
+    with pytest.raises(CheckpointError, match='is a directory; give the .pth or .safetensors file '
+                       'in it'):
         load_coat_checkpoint(CoaT(TINY_LITE), str(tmp_path))
 
 
@@ -405,19 +406,16 @@ def test_an_unreadable_file_is_not_called_corrupt(tmp_path, monkeypatch):
 
 
 def test_legacy_format_files(tmp_path):
-    """Pre-1.6 (non-zip) files load when they hold only weights; with metadata objects the error
-    says how to re-save them, instead of calling them corrupt."""
+    """Pre-1.6 (non-zip) files load too, metadata objects and all, through the same restricted
+    unpickler."""
     state_dict = CoaT(TINY_LITE).state_dict()
-    plain = tmp_path / 'plain.pth'
-    torch.save({'model': state_dict}, plain, _use_new_zipfile_serialization=False)
-    model = CoaT(TINY_LITE)
-    load_coat_checkpoint(model, str(plain))
-    _assert_loaded(model, state_dict)
-    with_args = tmp_path / 'with_args.pth'
-    torch.save({'model': state_dict, 'args': argparse.Namespace(lr=0.1)}, with_args,
-               _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match=r'legacy .*argparse\.Namespace object.*re-save it'):
-        load_coat_checkpoint(model, str(with_args))
+    for name, content in (('plain.pth', {'model': state_dict}),
+                          ('with_args.pth', {'model': state_dict,
+                                             'args': argparse.Namespace(lr=0.1)})):
+        torch.save(content, tmp_path / name, _use_new_zipfile_serialization=False)
+        model = CoaT(TINY_LITE)
+        load_coat_checkpoint(model, str(tmp_path / name))
+        _assert_loaded(model, state_dict)
 
 
 class _Hyperparameters(dict):
@@ -427,14 +425,14 @@ class _Hyperparameters(dict):
 @pytest.mark.parametrize('container', [_Hyperparameters(lr=0.1), defaultdict(list, a=[1]),
                                        deque([1, 2])],
                          ids=['dict_subclass', 'defaultdict', 'deque'])
-def test_metadata_containers_are_named_not_called_corrupt(tmp_path, container):
-    """The weights-only loader fills only true dicts and lists, so these cannot be loaded; the
-    file is intact, and the error says how to re-save its weights."""
-    path = _save(tmp_path, {'state_dict': CoaT(TINY_LITE).state_dict(), 'meta': {'x': container}})
-    with pytest.raises(CheckpointError) as error:
-        load_coat_checkpoint(CoaT(TINY_LITE), path)
-    assert f'{path} holds, besides the weights, a container object' in str(error.value)
-    assert "weights_only=False)[KEY]" in str(error.value) and 'corrupt' not in str(error.value)
+def test_metadata_containers_load_as_placeholders(tmp_path, container):
+    """Containers that torch's weights-only loader cannot fill (it fills only true dicts and
+    lists) are placeholders like any other metadata object: the weights load."""
+    state_dict = CoaT(TINY_LITE).state_dict()
+    path = _save(tmp_path, {'state_dict': state_dict, 'meta': {'x': container}})
+    model = CoaT(TINY_LITE)
+    load_coat_checkpoint(model, path)
+    _assert_loaded(model, state_dict)
 
 
 class _Payload:
@@ -452,19 +450,28 @@ class _Payload:
 
 def test_loading_never_runs_code_from_the_file(tmp_path):
     state_dict = CoaT(TINY_LITE).state_dict()
-    path = _save(tmp_path, {'state_dict': state_dict, 'meta': {'hook': _Payload()}})
     model = CoaT(TINY_LITE)
     allow_mmengine_checkpoints()  # as importing coat_backbone.engine does, for resuming
-    allowlist = set(torch.serialization.get_safe_globals())
-    assert HistoryBuffer in allowlist
-    load_coat_checkpoint(model, path)
-    assert not _Payload.ran
-    # The process-wide allowlist is back as it was.
-    assert set(torch.serialization.get_safe_globals()) == allowlist
-    _assert_loaded(model, state_dict)
+    for zip_format in (True, False):
+        path = tmp_path / f'zip{zip_format}.pth'
+        torch.save({'state_dict': state_dict, 'meta': {'hook': _Payload()}}, path,
+                   _use_new_zipfile_serialization=zip_format)
+        load_coat_checkpoint(model, path)
+        assert not _Payload.ran
+        _assert_loaded(model, state_dict)
     with pytest.raises(CheckpointError, match='No weights found in .*obj.pth'):
         load_coat_checkpoint(model, _save(tmp_path, {'whole_model': _Payload()}, 'obj.pth'))
     assert not _Payload.ran
+
+
+@pytest.mark.skipif(not WEIGHTS_ONLY_BY_DEFAULT,
+                    reason='before torch 2.6 mmengine needs no allowlist, and none is made')
+def test_reading_leaves_torchs_allowlist_as_it_was(tmp_path):
+    allow_mmengine_checkpoints()
+    allowlist = set(torch.serialization.get_safe_globals())
+    assert HistoryBuffer in allowlist
+    load_coat_checkpoint(CoaT(TINY_LITE), _save(tmp_path, CoaT(TINY_LITE).state_dict()))
+    assert set(torch.serialization.get_safe_globals()) == allowlist
 
 
 def test_a_pickled_model_and_a_wrong_prefix_name_the_file(tmp_path):
@@ -480,7 +487,8 @@ def test_a_pickled_model_and_a_wrong_prefix_name_the_file(tmp_path):
 
 def test_tools_build_a_model_from_one_read_of_the_checkpoint(tmp_path, monkeypatch):
     """The architecture and class count come from the weights the model is loaded with."""
-    from coat_backbone import builder, checkpoint
+    from coat_backbone import checkpoint
+    from coat_backbone.toolkit import builder
     saved = CoaTClassifier(TINY_LITE, num_classes=5).state_dict()
     path = _save(tmp_path, saved)
     reads = []

@@ -84,7 +84,7 @@ def test_384_fine_tune():
     cfg = CONFIGS['coat_lite_medium_384_ft']
     assert cfg.model.backbone.arch == 'lite_medium'
     assert cfg.model.backbone.init_cfg == dict(
-        type='Pretrained', checkpoint='checkpoints/coat_lite_medium_a750cd63.pth')
+        type='Pretrained', checkpoint='hf-hub:timm/coat_lite_medium.in1k')
     assert cfg.model.backbone.drop_path_rate == 0.2
     for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
         assert loader.dataset.transform.input_size == 384

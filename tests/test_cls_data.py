@@ -10,12 +10,11 @@ from mmengine.optim import build_optim_wrapper
 
 from cls_helpers import IMAGENET_CONFIGS
 from coat_backbone import CheckpointError, CoaT, CoaTClassifier
-from coat_backbone.classification import (SYNTHETIC_CLASSES, CoaTImageClassifier,
-                                          ImageFolderDataset, RepeatAugSampler,
-                                          SyntheticImageNetArgs, TopKAccuracy,
-                                          generate_synthetic_imagenet, load_classifier,
-                                          synthetic_imagenet_files)
+from coat_backbone.classification import (CoaTImageClassifier, ImageFolderDataset,
+                                          RepeatAugSampler, TopKAccuracy, load_classifier)
 from coat_backbone.classification import data as data_module
+from coat_backbone.datasets import (SYNTHETIC_CLASSES, SyntheticImageNetArgs,
+                                    generate_synthetic_imagenet, synthetic_imagenet_files)
 from tiny_archs import TINY_COAT
 
 SMALL = SyntheticImageNetArgs(num_classes=4, train_per_class=5, val_per_class=2, img_size=40,

@@ -14,10 +14,11 @@ from mmengine.config import Config
 
 from cls_helpers import TOOLS, tiny_cls_config, write_config
 from coat_backbone import CheckpointError, CoaT, CoaTClassifier
-from coat_backbone.classification import (CoaTImageClassifier, SyntheticImageNetArgs,
-                                          generate_synthetic_imagenet, load_classifier)
-from coat_backbone.coat import resolve_arch
+from coat_backbone.checkpoint import read_checkpoint
+from coat_backbone.classification import CoaTImageClassifier, load_classifier
+from coat_backbone.datasets import SyntheticImageNetArgs, generate_synthetic_imagenet
 from coat_backbone.engine import cli
+from coat_backbone.models.coat import resolve_arch
 from tiny_archs import TINY_COAT, TINY_LITE
 
 MAX_EPOCHS = 8
@@ -71,7 +72,7 @@ def test_training_learns_and_checkpoints_the_ema_weights(trained):
     last = val_records(work_dir)[-1]
     chance = 100.0 / NUM_CLASSES
     assert last['accuracy/top1'] >= 3 * chance, last
-    checkpoint = torch.load(final, weights_only=True)
+    checkpoint = read_checkpoint(final)
     assert (checkpoint['meta']['epoch'], checkpoint['meta']['iter']) == (
         MAX_EPOCHS, MAX_EPOCHS * ITERS_PER_EPOCH)
     assert all(key.startswith('backbone.') for key in checkpoint['state_dict'])
@@ -169,7 +170,7 @@ def test_resume_continues_the_run(trained, tmp_path, monkeypatch):
     runpy.run_path(str(TOOLS / 'train_cls.py'), run_name='__main__')
     (log,) = tmp_path.glob('*/*.log')
     assert f'resumed epoch: {middle}, iter: {middle * ITERS_PER_EPOCH}' in log.read_text()
-    final = torch.load(tmp_path / f'epoch_{MAX_EPOCHS}.pth', weights_only=True)
+    final = read_checkpoint(tmp_path / f'epoch_{MAX_EPOCHS}.pth')
     total = MAX_EPOCHS * ITERS_PER_EPOCH
     assert (final['meta']['epoch'], final['meta']['iter']) == (MAX_EPOCHS, total)
     # The optimizer moments and the weight average continued where the checkpoint left them.
@@ -178,7 +179,7 @@ def test_resume_continues_the_run(trained, tmp_path, monkeypatch):
 
 
 def backbone_weights(checkpoint_path) -> dict:
-    state = torch.load(checkpoint_path, weights_only=True)['state_dict']
+    state = read_checkpoint(checkpoint_path)['state_dict']
     return {key[len('backbone.'):]: value for key, value in state.items()}
 
 

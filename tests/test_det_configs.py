@@ -9,16 +9,14 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from coat_backbone.coat import ARCH_SETTINGS
 from coat_backbone.engine import adapt_to_machine
 from coat_backbone.engine.runtime import check_neck_fits_backbone
+from coat_backbone.models.coat import ARCH_SETTINGS
 from det_helpers import CONFIG_DIR, TINY_ARCH, config_paths
 
 # Loaded once (resolving mmdet:: bases takes about a second per file); tests get copies.
 LOADED = {path: Config.fromfile(path) for path in config_paths()}
 DET_CONFIGS = [path for path, cfg in LOADED.items() if cfg.get('default_scope') == 'mmdet']
-CHECKPOINT_SHA = dict(tiny='c6efc33c', mini='40667eec', small='7479cf9b', lite_tiny='e88e96b0',
-                      lite_mini='6b4a8ae5', lite_small='8d362f48', lite_medium='a750cd63')
 PUBLISHED_MASK_RCNN = [f'mask_rcnn_coat_{arch}_fpn_{schedule}'
                        for arch in ('lite_mini', 'lite_small', 'mini', 'small')
                        for schedule in ('1x', '3x')]
@@ -73,7 +71,7 @@ def check_backbone(cfg: Config, arch: str, out_indices) -> None:
     backbone = cfg.model.backbone
     assert backbone.arch == arch and tuple(backbone.out_indices) == tuple(out_indices)
     assert backbone.drop_path_rate == (0.2 if arch == 'small' else 0.0)
-    checkpoint = f'checkpoints/coat_{arch}_{CHECKPOINT_SHA[arch]}.pth'
+    checkpoint = f'hf-hub:timm/coat_{arch}.in1k'  # timm's copy of the official weights
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
     embed_dims = ARCH_SETTINGS[arch]['embed_dims']
     assert list(cfg.model.neck.in_channels) == [embed_dims[i] for i in out_indices]

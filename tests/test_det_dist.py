@@ -6,8 +6,7 @@ import subprocess
 import sys
 import time
 
-import torch
-
+from coat_backbone.checkpoint import read_checkpoint
 from det_helpers import CONFIG_DIR, REPO, TOOLS, run_tool, tiny_config_file
 from tool_runner import free_port
 
@@ -22,7 +21,7 @@ def test_dist_train_with_two_processes(coco_shapes, tmp_path):
                        'model.backbone.with_cp=True'], env={'PORT': free_port()})
     assert 'Distributed training: True' in result.stdout + result.stderr
     assert 'with_cp=True' in (work_dir / 'tiny.py').read_text()  # the config the run used
-    checkpoint = torch.load(work_dir / 'epoch_1.pth', weights_only=True)
+    checkpoint = read_checkpoint(work_dir / 'epoch_1.pth')
     # 8 images, 2 processes x 2 images: 2 iterations per epoch.
     assert checkpoint['meta']['epoch'] == 1 and checkpoint['meta']['iter'] == 2
 
@@ -46,7 +45,7 @@ def test_killed_run_resumes_where_its_last_checkpoint_left_off(coco_shapes, tmp_
 
     result = run_tool([str(TOOLS / 'train.py'), str(config), '--resume'])
     assert 'resumed epoch: 1, iter: 4' in result.stdout + result.stderr
-    final = torch.load(work_dir / 'epoch_2.pth', weights_only=True)
+    final = read_checkpoint(work_dir / 'epoch_2.pth')
     assert (final['meta']['epoch'], final['meta']['iter']) == (2, 8)
     # AdamW took all 8 steps: its moments survived the kill (4 of the steps came after it).
     steps = {int(state['step']) for state in final['optimizer']['state'].values()}

@@ -10,8 +10,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from coat_backbone.checkpoint import read_checkpoint
+from coat_backbone.datasets.shapes import SHAPE_CLASSES, coco_shapes_paths
 from coat_backbone.engine import adapt_to_machine, build_runner, cli
-from coat_backbone.synthetic import SHAPE_CLASSES, coco_shapes_paths
 from det_helpers import CONFIG_DIR, TOOLS, make_tiny, tiny_config_file
 from tool_runner import refusal
 
@@ -64,7 +65,7 @@ def test_test_tool_dumps_results_and_pictures(trained_mask_rcnn, coco_shapes, tm
     assert f'{config} is not a PyTorch checkpoint' in refusal(
         cli.test_main, [str(config), str(config)], capsys)
     # A backbone-only file would load non-strictly and evaluate a random head: refused.
-    state = torch.load(checkpoint, weights_only=True)['state_dict']
+    state = read_checkpoint(checkpoint)['state_dict']
     backbone_only = tmp_path / 'backbone.pth'
     torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('backbone.')}},
                backbone_only)
@@ -108,7 +109,7 @@ def test_demo_tool_draws_predictions(trained_mask_rcnn, coco_shapes, tmp_path, c
     assert 'same name' in refusal(demo.main, [str(config), checkpoint, str(images), str(twin),
                                               '--out-dir', str(tmp_path / 'other')], capsys)
     # A backbone-only file would draw a random head's boxes: refused, as by tools/test.py.
-    state = torch.load(checkpoint, weights_only=True)['state_dict']
+    state = read_checkpoint(checkpoint)['state_dict']
     backbone_only = tmp_path / 'backbone.pth'
     torch.save({'state_dict': {k: v for k, v in state.items() if k.startswith('backbone.')}},
                backbone_only)

@@ -1,10 +1,10 @@
-"""Output paths are checked before the work, and written whole (coat_backbone.outputs)."""
+"""Output paths are checked before the work, and written whole (coat_backbone.toolkit.outputs)."""
 import errno
 
 import pytest
 
-from coat_backbone import outputs
-from coat_backbone.outputs import check_writable_folder, write_atomically
+from coat_backbone.toolkit import outputs
+from coat_backbone.toolkit.outputs import check_writable_folder, write_atomically
 
 
 def test_a_file_in_the_way_is_named_and_nothing_is_created(tmp_path):

@@ -10,17 +10,15 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from coat_backbone.coat import ARCH_SETTINGS
 from coat_backbone.engine import adapt_to_machine
 from coat_backbone.engine.runtime import check_neck_fits_backbone
+from coat_backbone.models.coat import ARCH_SETTINGS
 from seg_helpers import CONFIG_DIR, seg_config_paths
 
 # Loaded once (resolving mmseg:: bases takes about a second per file); tests get copies.
 LOADED = {path: Config.fromfile(path) for path in seg_config_paths()}
 ARCHS = ('tiny', 'mini', 'small', 'lite_tiny', 'lite_mini', 'lite_small', 'lite_medium')
 MAIN_ARCHS = ('lite_mini', 'lite_small', 'mini', 'small')
-CHECKPOINT_SHA = dict(tiny='c6efc33c', mini='40667eec', small='7479cf9b', lite_tiny='e88e96b0',
-                      lite_mini='6b4a8ae5', lite_small='8d362f48', lite_medium='a750cd63')
 UPERNET_DROP_PATH = dict(tiny=0.1, mini=0.1, lite_tiny=0.1, lite_mini=0.1, small=0.2,
                          lite_small=0.2, lite_medium=0.3)
 
@@ -103,7 +101,7 @@ def check_backbone(cfg: Config, arch: str, drop_path_rate: float) -> None:
     backbone = cfg.model.backbone
     assert backbone.arch == arch and tuple(backbone.out_indices) == (0, 1, 2, 3)
     assert backbone.drop_path_rate == drop_path_rate
-    checkpoint = f'checkpoints/coat_{arch}_{CHECKPOINT_SHA[arch]}.pth'
+    checkpoint = f'hf-hub:timm/coat_{arch}.in1k'  # timm's copy of the official weights
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=checkpoint)
     assert cfg.model.get('pretrained') is None
     assert tuple(cfg.model.data_preprocessor.size) == (512, 512)

@@ -10,10 +10,11 @@ from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
-from coat_backbone import synthetic
-from coat_backbone.segmentation import SEG_PALETTE, colourise, save_segmentation_panels
-from coat_backbone.synthetic import (SEG_CLASSES, SEG_PATTERNS, SegShapesArgs,
-                                     generate_seg_shapes, seg_shapes_paths)
+from coat_backbone.datasets import shapes
+from coat_backbone.datasets.seg_dataset import SEG_PALETTE
+from coat_backbone.datasets.shapes import (SEG_CLASSES, SEG_PATTERNS, SegShapesArgs,
+                                           generate_seg_shapes, seg_shapes_paths)
+from coat_backbone.toolkit.visualization import colourise, save_segmentation_panels
 from seg_helpers import TINY_DATA, make_seg_shapes
 
 
@@ -39,8 +40,8 @@ def test_layout_and_label_maps(seg_shapes):
             assert label_map.dtype == np.uint8 and set(np.unique(label_map)) <= {0, 1, 2, 3}
             # The labels are the visible shapes of the very scene the image shows; the picture is
             # that scene but for the pattern darkening part of the striped and checked shapes.
-            rng = np.random.default_rng([TINY_DATA.seed, synthetic.SPLIT_CODES[split], index])
-            scene, instances = synthetic.render_shapes_scene(rng, TINY_DATA)
+            rng = np.random.default_rng([TINY_DATA.seed, shapes.SPLIT_CODES[split], index])
+            scene, instances = shapes.render_shapes_scene(rng, TINY_DATA)
             expected = np.zeros_like(label_map)
             for label, mask in instances:
                 expected[mask] = label + 1

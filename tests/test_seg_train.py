@@ -13,8 +13,8 @@ import pytest
 import torch
 from mmengine.config import Config, DictAction
 
+from coat_backbone.datasets.shapes import SEG_CLASSES, seg_shapes_paths
 from coat_backbone.engine import adapt_to_machine, build_runner, cli
-from coat_backbone.synthetic import SEG_CLASSES, seg_shapes_paths
 from seg_helpers import CONFIG_DIR, REPO, make_seg_shapes, make_tiny, scalars, tiny_config_file
 from tiny_archs import TINY_LITE
 from tool_runner import refusal

@@ -54,7 +54,8 @@ def venv(tmp_path: Path) -> Path:
 def launch(venv: Path, **env: str) -> subprocess.Popen:
     """Start the script; its stderr goes to `stderr.log` next to the venv."""
     full_env = {**os.environ, 'COAT_VENV': str(venv), 'COAT_CACHE_DIR': str(venv.parent / 'cache'),
-                'FAKE_DIR': str(venv), 'FAKE_LOG': str(venv / 'calls.log'), **env}
+                'COAT_STACK': 'current', 'FAKE_DIR': str(venv), 'FAKE_LOG': str(venv / 'calls.log'),
+                **env}
     with open(venv.parent / 'stderr.log', 'w') as stderr:
         return subprocess.Popen(['bash', str(SCRIPT)], env=full_env, stdout=subprocess.DEVNULL,
                                 stderr=stderr)
@@ -167,6 +168,28 @@ def test_a_python_older_than_the_pins_is_named_before_the_venv(tmp_path: Path):
     returncode, stderr, _ = run(venv, COAT_BASE_PYTHON=str(tmp_path / 'no-python'))
     assert returncode == 1 and not venv.exists()
     assert f'COAT_BASE_PYTHON={tmp_path / "no-python"}: no such interpreter' in stderr
+
+
+def test_the_users_stack_installs_its_own_pins_on_python_3_11(venv: Path, tmp_path: Path):
+    (venv / 'has_pip').touch()
+    returncode, _, calls = run(venv, COAT_STACK='torch2.1', FAKE_BUILD_OK='1')
+    installs = [call for call in calls if call.startswith('uv pip install')]
+    assert returncode == 0 and installs
+    assert all(f'-c {ROOT / "constraints-torch2.1.txt"} ' in call for call in installs)
+    # torch 2.1 has no wheels past Python 3.11: a newer one is named before any venv is made.
+    new_python = tmp_path / 'python3.12'
+    new_python.write_text('#!/usr/bin/env bash\necho 3.12\nexit 1\n')
+    new_python.chmod(0o755)
+    returncode, stderr, _ = run(tmp_path / 'new-venv', COAT_STACK='torch2.1',
+                                COAT_BASE_PYTHON=str(new_python))
+    assert returncode == 1 and not (tmp_path / 'new-venv').exists()
+    assert f'{new_python} is Python 3.12, and the pinned stack needs 3.11:' in stderr
+
+
+def test_an_unknown_stack_is_named(venv: Path):
+    returncode, stderr, calls = run(venv, COAT_STACK='torch1.13')
+    assert returncode == 2 and not calls
+    assert 'COAT_STACK=torch1.13 is no stack of this project: use current' in stderr
 
 
 def test_a_venv_of_an_older_python_is_named(venv: Path):

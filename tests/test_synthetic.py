@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from coat_backbone import synthetic
-from coat_backbone.classification import SyntheticImageNetArgs
+from coat_backbone.datasets import SyntheticImageNetArgs, shapes
+from coat_backbone.datasets.shapes import (CocoShapesArgs, SegShapesArgs, coco_shapes_paths,
+                                           generate_coco_shapes, generate_seg_shapes)
 from coat_backbone.engine.demo import load_demo_config, read_generated_data
-from coat_backbone.synthetic import (CocoShapesArgs, SegShapesArgs, coco_shapes_paths,
-                                     generate_coco_shapes, generate_seg_shapes)
 from tool_runner import TOOLS, load_tool
 
 REPO = TOOLS.parent
@@ -40,7 +39,7 @@ def test_annotations_match_masks(tmp_path, split):
     root = generate_coco_shapes(tmp_path, SMALL)
     ann_file, img_dir = coco_shapes_paths(root, split)
     coco = COCO(str(ann_file))
-    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(synthetic.SHAPE_CLASSES)
+    assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(shapes.SHAPE_CLASSES)
     assert len(coco.getImgIds()) == (SMALL.num_train if split == 'train' else SMALL.num_val)
     assert len(coco.getAnnIds()) >= len(coco.getImgIds())  # at least one shape per image
     for img_id in coco.getImgIds():
@@ -66,13 +65,13 @@ def test_masks_are_the_visible_parts(monkeypatch):
         drawn.append(shape_mask(*args))
         return drawn[-1]
 
-    shape_mask = synthetic._shape_mask
-    monkeypatch.setattr(synthetic, '_shape_mask', record)
+    shape_mask = shapes._shape_mask
+    monkeypatch.setattr(shapes, '_shape_mask', record)
     args = CocoShapesArgs(img_size=64, max_objects=4, min_radius=10.0, max_radius=14.0)
     occluded = 0
     for index in range(20):
         drawn.clear()
-        _, instances = synthetic.render_shapes_scene(np.random.default_rng([0, 0, index]), args)
+        _, instances = shapes.render_shapes_scene(np.random.default_rng([0, 0, index]), args)
         on_top = np.zeros((64, 64), dtype=bool)
         for _, visible in reversed(instances):
             # Each mask is a whole drawn shape minus the shapes painted over it, and keeps at
@@ -100,7 +99,7 @@ def test_regeneration_is_skipped_or_redone(tmp_path, monkeypatch):
         raise AssertionError('an up-to-date dataset was regenerated')
 
     with monkeypatch.context() as patch:
-        patch.setattr(synthetic, 'render_shapes_scene', fail)
+        patch.setattr(shapes, 'render_shapes_scene', fail)
         generate_coco_shapes(tmp_path, SMALL)
     assert _files(root) == before
 
@@ -120,14 +119,14 @@ def test_a_new_drawing_version_regenerates(generate, version, tmp_path, monkeypa
     args = SMALL if generate is generate_coco_shapes else SegShapesArgs(**vars(SMALL))
     generate(tmp_path, args)
     drawn = []
-    monkeypatch.setattr(synthetic, version, getattr(synthetic, version) + 1)
-    render = synthetic.render_shapes_scene
-    monkeypatch.setattr(synthetic, 'render_shapes_scene',
+    monkeypatch.setattr(shapes, version, getattr(shapes, version) + 1)
+    render = shapes.render_shapes_scene
+    monkeypatch.setattr(shapes, 'render_shapes_scene',
                         lambda *a, **k: drawn.append(1) or render(*a, **k))
     generate(tmp_path, args)
     assert len(drawn) == SMALL.num_train + SMALL.num_val
     assert json.loads((tmp_path / 'manifest.json').read_text())['version'] == \
-        getattr(synthetic, version)
+        getattr(shapes, version)
 
 
 def test_bad_input_is_refused(tmp_path):
@@ -159,7 +158,7 @@ def test_only_its_own_datasets_are_ever_replaced(tmp_path):
 
 def test_an_interrupted_run_is_redone(tmp_path, monkeypatch):
     calls = []
-    render = synthetic.render_shapes_scene
+    render = shapes.render_shapes_scene
 
     def crash_on_third(*args, **kwargs):
         calls.append(1)
@@ -168,7 +167,7 @@ def test_an_interrupted_run_is_redone(tmp_path, monkeypatch):
         return render(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(synthetic, 'render_shapes_scene', crash_on_third)
+        patch.setattr(shapes, 'render_shapes_scene', crash_on_third)
         with pytest.raises(KeyboardInterrupt):
             generate_coco_shapes(tmp_path / 'a', SMALL)
     assert json.loads((tmp_path / 'a' / 'manifest.json').read_text())['incomplete']
@@ -315,8 +314,8 @@ def test_segmentation_and_classification_data_need_no_pycocotools(tmp_path):
     script = f"""
 import sys
 sys.modules['pycocotools'] = None  # any import of it fails
-from coat_backbone.classification import SyntheticImageNetArgs, generate_synthetic_imagenet
-from coat_backbone.synthetic import SegShapesArgs, generate_seg_shapes
+from coat_backbone.datasets import SyntheticImageNetArgs, generate_synthetic_imagenet
+from coat_backbone.datasets.shapes import SegShapesArgs, generate_seg_shapes
 generate_seg_shapes({str(tmp_path / 'seg')!r}, SegShapesArgs(num_train=1, num_val=1, img_size=64,
                                                                min_radius=4.0, max_radius=12.0))
 generate_synthetic_imagenet({str(tmp_path / 'cls')!r}, SyntheticImageNetArgs(

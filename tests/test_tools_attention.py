@@ -1,11 +1,12 @@
-"""tools/visualize_attention.py and coat_backbone.attention: the captured maps reproduce what the
-model computes, and the tool writes readable PNGs for random weights and for checkpoints."""
+"""tools/visualize_attention.py and coat_backbone.toolkit.attention: the captured maps reproduce
+what the model computes, and the tool writes readable PNGs for random weights and for
+checkpoints."""
 import pytest
 import torch
 from PIL import Image
 
 from coat_backbone import CoaT, CoaTClassifier
-from coat_backbone.attention import attention_modules, capture_attention, query_token
+from coat_backbone.toolkit.attention import attention_modules, capture_attention, query_token
 from tiny_archs import TINY_ARCHS, TINY_COAT, TINY_LITE
 from tool_runner import load_tool
 

@@ -5,7 +5,9 @@ import hashlib
 import pytest
 import torch
 
-from coat_backbone import CoaT, CoaTClassifier, coat, conversion, load_coat_checkpoint
+from coat_backbone import CoaT, CoaTClassifier, load_coat_checkpoint
+from coat_backbone.models import coat
+from coat_backbone.toolkit import conversion
 from tiny_archs import TINY_COAT, TINY_LITE
 from tool_runner import load_tool
 

@@ -1,12 +1,12 @@
-"""tools/get_flops.py and coat_backbone.analysis: exact against torch's and mmengine's counters,
-and the paper's GMACs reproduced."""
+"""tools/get_flops.py and coat_backbone.toolkit.analysis: exact against torch's and mmengine's
+counters, and the paper's GMACs reproduced."""
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from coat_backbone import ARCH_SETTINGS, CoaT, CoaTClassifier
-from coat_backbone.analysis import PAPER_GMACS_224, count_complexity, total_cost
-from coat_backbone.coat import grid_sizes
+from coat_backbone.models.coat import grid_sizes
+from coat_backbone.toolkit.analysis import PAPER_GMACS_224, count_complexity, total_cost
 from tiny_archs import TINY_ARCHS
 from tool_runner import TOOLS, load_tool
 

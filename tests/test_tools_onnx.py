@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from coat_backbone import CoaT
-from coat_backbone.onnx_export import check_onnx, export_onnx
+from coat_backbone.toolkit.onnx_export import HAS_DYNAMO_EXPORTER, check_onnx, export_onnx
 from tiny_archs import TINY_COAT, TINY_LITE
 from tool_runner import load_tool
 
@@ -28,6 +28,7 @@ def _dims(path, which: str) -> list:
             for value in values]
 
 
+@pytest.mark.skipif(not HAS_DYNAMO_EXPORTER, reason='torch before 2.5 has no dynamo exporter')
 def test_dynamo_backbone(tmp_path, capsys):
     out = tmp_path / 'backbone.onnx'
     assert export.main([str(out), '--arch', repr(MINIMAL_LITE), '--shape', '64', '96']) == 0
@@ -37,6 +38,16 @@ def test_dynamo_backbone(tmp_path, capsys):
     assert len(differences) == 2 and max(differences) <= 1e-4
     assert _dims(out, 'input') == [['batch', 3, 'height', 'width']]
     assert _dims(out, 'output')[3] == ['batch', 40, '(height//32)', '(width//32)']
+
+
+@pytest.mark.skipif(HAS_DYNAMO_EXPORTER, reason='this torch has the dynamo exporter')
+def test_without_the_dynamo_exporter_torchscript_is_the_default(tmp_path, capsys):
+    out = tmp_path / 'backbone.onnx'
+    assert export.main([str(out), '--arch', repr(MINIMAL_LITE), '--exporter', 'dynamo']) == 2
+    assert 'The dynamo exporter needs torch 2.5 or later' in capsys.readouterr().err
+    assert not out.exists()
+    assert export.main([str(out), '--arch', repr(MINIMAL_LITE), '--shape', '64']) == 0
+    assert 'with the torchscript exporter' in capsys.readouterr().out
 
 
 def test_torchscript_backbone_and_classifier(tmp_path, capsys):

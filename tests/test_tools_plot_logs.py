@@ -10,7 +10,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from PIL import Image
 
-from coat_backbone.training_logs import read_run_log
+from coat_backbone.toolkit.training_logs import read_run_log
 from tool_runner import load_tool
 
 plot_logs = load_tool('plot_logs')

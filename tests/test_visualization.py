@@ -13,7 +13,7 @@ from mmdet.visualization import DetLocalVisualizer
 from mmengine.model import BaseModel
 from mmengine.structures import InstanceData
 
-from coat_backbone.visualization import _enlarge_sample, draw_prediction_gallery
+from coat_backbone.toolkit.visualization import _enlarge_sample, draw_prediction_gallery
 
 
 def test_enlarge_sample_scales_boxes_and_masks():

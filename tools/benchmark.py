@@ -23,11 +23,11 @@ from typing import List
 
 import torch
 
-from coat_backbone.benchmark import (EXECUTIONS, IMPLEMENTATIONS, MODES, PRECISIONS, Case,
-                                     format_table, matmul_peak_tflops, profile_step, report,
-                                     run_benchmark)
-from coat_backbone.coat import grid_sizes, resolve_arch
-from coat_backbone.outputs import check_output_file, write_atomically
+from coat_backbone.models.coat import grid_sizes, resolve_arch
+from coat_backbone.toolkit.benchmark import (EXECUTIONS, IMPLEMENTATIONS, MODES, PRECISIONS, Case,
+                                             format_table, matmul_peak_tflops, profile_step, report,
+                                             run_benchmark)
+from coat_backbone.toolkit.outputs import check_output_file, write_atomically
 
 SIZE = re.compile(r'^(\d+)x(\d+):(\d+)$')
 

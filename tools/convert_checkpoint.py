@@ -3,6 +3,8 @@
 Examples:
     # official / timm / detector file -> backbone weights (the file init_cfg or load_from takes)
     python tools/convert_checkpoint.py coat_small_7479cf9b.pth coat_small_backbone.pth
+    # timm's Hub weights -> a safetensors file of the backbone (shared tensors stored once)
+    python tools/convert_checkpoint.py hf-hub:timm/coat_small.in1k coat_small.safetensors
     # the same under `backbone.` keys, published as coat_small_backbone_<sha256[:8]>.pth
     python tools/convert_checkpoint.py coat_small_7479cf9b.pth coat_small_backbone.pth \\
         --to backbone-prefixed --publish
@@ -10,27 +12,28 @@ Examples:
     python tools/convert_checkpoint.py work_dirs/run/epoch_12.pth mask_rcnn_coat.pth \\
         --to weights --publish
     # is this an official file, and which variant?
-    python tools/convert_checkpoint.py checkpoints/coat_small_7479cf9b.pth --verify
+    python tools/convert_checkpoint.py coat_small_7479cf9b.pth --verify
 
 Formats (--to): backbone (CoaT keys), backbone-prefixed (`backbone.` + CoaT keys), classifier
 (CoaTClassifier keys, timm's layout; needs a file with the head), weights (every weight of the
-file, e.g. a whole detector). Outputs hold only `state_dict` and a plain `meta` dict. An existing
-file is never replaced without --force, and the input never; files are written atomically.
+file, e.g. a whole detector). Outputs hold only `state_dict` and a plain `meta` dict; an output
+named *.safetensors is a safetensors file (the meta as its metadata). An existing file is never
+replaced without --force, and the input never; files are written atomically.
 """
 import argparse
 import sys
 from typing import List
 
-from coat_backbone.builder import parse_arch
 from coat_backbone.checkpoint import CheckpointError
-from coat_backbone.conversion import (FORMATS, convert_checkpoint, save_checkpoint,
-                                      verify_checkpoint)
+from coat_backbone.toolkit.builder import parse_arch
+from coat_backbone.toolkit.conversion import (FORMATS, convert_checkpoint, save_checkpoint,
+                                              verify_checkpoint)
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('input', help='checkpoint to convert or verify')
+    parser.add_argument('input', help='checkpoint to convert or verify (file, URL or hf-hub: name)')
     parser.add_argument('output', nargs='?', help='file to write (not with --verify)')
     parser.add_argument('--to', choices=FORMATS, default='backbone', help='output format')
     parser.add_argument('--arch', type=parse_arch,

@@ -21,10 +21,11 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Importing the engine registers CoaT and lets weights-only torch.load read mmengine checkpoints.
-from coat_backbone.checkpoint import CheckpointError, check_checkpoint_file  # noqa: E402
+from coat_backbone.checkpoint import (HUB_PREFIX, CheckpointError,  # noqa: E402
+                                      check_checkpoint_file, is_remote, local_copy)
 from coat_backbone.engine.cli import refusals_as_usage_errors  # noqa: E402
 from coat_backbone.engine.hooks import check_checkpoint_fits  # noqa: E402
-from coat_backbone.outputs import check_writable_folder  # noqa: E402
+from coat_backbone.toolkit.outputs import check_writable_folder  # noqa: E402
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -76,7 +77,7 @@ def refuse_to_overwrite(images: List[str], out_dir: str, save_pred: bool, force:
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description='Draw a detector\'s predictions on images.')
     parser.add_argument('config', help='the config the checkpoint was trained with')
-    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument('checkpoint', help='trained checkpoint: a file, URL or hf-hub: name')
     parser.add_argument('inputs', nargs='+', help='images, or folders of images')
     parser.add_argument('--out-dir', default='outputs/demo', help='where pictures are saved')
     parser.add_argument('--score-thr', type=float, default=0.3,
@@ -89,10 +90,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
 
     with refusals_as_usage_errors(parser):
-        for path in (args.config, args.checkpoint):
-            if not Path(path).is_file():
+        # A Hub name is downloaded now, so that a failure is named before any work; a URL is
+        # mmengine's to download.
+        checkpoint = (local_copy(args.checkpoint) if args.checkpoint.startswith(HUB_PREFIX)
+                      else args.checkpoint)
+        for path in (args.config, checkpoint):
+            if not Path(path).is_file() and not is_remote(path):
                 raise FileNotFoundError(f'No such file: {path}')
-        check_checkpoint_file(args.checkpoint)
+        if not is_remote(checkpoint):
+            check_checkpoint_file(checkpoint)
         images = list_images(args.inputs, args.save_pred)
         refuse_to_overwrite(images, args.out_dir, args.save_pred, args.force)
 

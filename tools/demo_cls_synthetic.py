@@ -21,9 +21,9 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-from coat_backbone.classification import (SyntheticImageNetArgs, evaluate_folder,  # noqa: E402
-                                          generate_synthetic_imagenet, load_classifier,
+from coat_backbone.classification import (evaluate_folder, load_classifier,  # noqa: E402
                                           settings_from_config)
+from coat_backbone.datasets import SyntheticImageNetArgs, generate_synthetic_imagenet  # noqa: E402
 from coat_backbone.engine import adapt_to_machine, build_runner  # noqa: E402
 from coat_backbone.engine.demo import load_demo_config, read_generated_data  # noqa: E402
 

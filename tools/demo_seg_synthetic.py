@@ -17,10 +17,10 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 from mmengine.config import DictAction  # noqa: E402
 
+from coat_backbone.datasets.shapes import SEG_CLASSES, SegShapesArgs, generate_seg_shapes  # noqa: E402
 from coat_backbone.engine import adapt_to_machine, build_runner  # noqa: E402
 from coat_backbone.engine.demo import load_demo_config, read_generated_data  # noqa: E402
-from coat_backbone.synthetic import SEG_CLASSES, SegShapesArgs, generate_seg_shapes  # noqa: E402
-from coat_backbone.training_logs import plot_runs, read_run_log, select_keys  # noqa: E402
+from coat_backbone.toolkit.training_logs import plot_runs, read_run_log, select_keys  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,7 +61,7 @@ def main() -> int:
     runner.train()
 
     # Imported after the Runner has imported mmseg through the config's custom_imports.
-    from coat_backbone.segmentation import save_segmentation_panels
+    from coat_backbone.toolkit.visualization import save_segmentation_panels
     work_dir = Path(args.work_dir)
     val_set = runner.val_dataloader.dataset
     pictures = save_segmentation_panels(runner.model, val_set, work_dir / 'predictions.png',

@@ -16,12 +16,12 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 from mmengine.config import DictAction  # noqa: E402
 
+from coat_backbone.datasets.shapes import (SHAPE_CLASSES, CocoShapesArgs,  # noqa: E402
+                                           generate_coco_shapes)
 from coat_backbone.engine import adapt_to_machine, build_runner  # noqa: E402
 from coat_backbone.engine.demo import load_demo_config, read_generated_data  # noqa: E402
-from coat_backbone.synthetic import (SHAPE_CLASSES, CocoShapesArgs,  # noqa: E402
-                                     generate_coco_shapes)
-from coat_backbone.training_logs import plot_runs, read_run_log, select_keys  # noqa: E402
-from coat_backbone.visualization import draw_prediction_gallery  # noqa: E402
+from coat_backbone.toolkit.training_logs import plot_runs, read_run_log, select_keys  # noqa: E402
+from coat_backbone.toolkit.visualization import draw_prediction_gallery  # noqa: E402
 
 METRICS = ('coco/bbox_mAP', 'coco/segm_mAP')
 

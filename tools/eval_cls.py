@@ -6,7 +6,8 @@ does, and print its result line: `Acc@1 77.504 Acc@5 93.814 loss 0.947 (50000 im
         [--img-size N] [--crop-pct F] [--crop-mode {center,squash,border}] [--raw-weights]
         [--batch-size N] [--num-workers N] [--device DEVICE] [--no-amp]
 
-CHECKPOINT: an official `{'model': ...}` file, timm weights, or a tools/train_cls.py checkpoint.
+CHECKPOINT: an official `{'model': ...}` file, timm weights (a file, or their Hub name such as
+hf-hub:timm/coat_lite_tiny.in1k), or a tools/train_cls.py checkpoint.
 DATA_DIR: one folder per class, e.g. data/imagenet/val (folder names sorted = class indices).
 The arch of the published variants is recognised from the weights; --config takes the arch and
 the evaluation transform of a training config (for custom archs). The default transform is the
@@ -24,16 +25,16 @@ if (ROOT / 'coat_backbone').is_dir() and str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from coat_backbone.builder import parse_arch  # noqa: E402
 from coat_backbone.checkpoint import CheckpointError  # noqa: E402
 from coat_backbone.classification import (eval_transform, evaluate_folder,  # noqa: E402
                                           load_classifier, settings_from_config)
 from coat_backbone.engine import load_config  # noqa: E402
+from coat_backbone.toolkit.builder import parse_arch  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help='checkpoint: a file, URL or hf-hub: name')
     parser.add_argument('data_dir', help='folder of class folders, e.g. data/imagenet/val')
     source = parser.add_mutually_exclusive_group()
     source.add_argument('--arch', type=parse_arch,

@@ -2,15 +2,15 @@
 against PyTorch with onnxruntime at two input sizes.
 
 Examples:
-    python tools/export_onnx.py coat_small.onnx --checkpoint checkpoints/coat_small_7479cf9b.pth
+    python tools/export_onnx.py coat_small.onnx --checkpoint hf-hub:timm/coat_small.in1k
     python tools/export_onnx.py coat_lite_small.onnx --config \\
         configs/mask_rcnn_coat_lite_small_fpn_1x.py --checkpoint work_dirs/run/epoch_12.pth
     python tools/export_onnx.py classifier.onnx --arch lite_tiny --classifier --shape 224
 
 Inputs: `img` (N, 3, H, W), normalised like the training data. Outputs: `stride4` ... `stride32`
-(the backbone's out_indices, NCHW) or `logits`. Exporters: dynamo (default; torch's supported
-exporter, slow to trace on a CPU) or torchscript (deprecated in torch, much faster); see
-coat_backbone/onnx_export.py. Needs onnx, onnxruntime and, for dynamo, onnxscript.
+(the backbone's out_indices, NCHW) or `logits`. Exporters: dynamo (the default from torch 2.5;
+torch's supported exporter, slow to trace on a CPU) or torchscript (the default and only one
+before torch 2.5; deprecated in torch, much faster); see coat_backbone/toolkit/onnx_export.py. Needs onnx, onnxruntime and, for dynamo, onnxscript.
 """
 import argparse
 import sys
@@ -19,9 +19,10 @@ from typing import List, Tuple
 
 import torch
 
-from coat_backbone.builder import build_model, input_size, parse_arch
 from coat_backbone.checkpoint import CheckpointError
-from coat_backbone.onnx_export import EXPORTERS, check_onnx, export_onnx, output_names
+from coat_backbone.toolkit.builder import build_model, input_size, parse_arch
+from coat_backbone.toolkit.onnx_export import (DEFAULT_EXPORTER, EXPORTERS, check_onnx, export_onnx,
+                                               output_names)
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -39,7 +40,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument('--check-shape', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'),
                         help='second size of the onnxruntime check (default: 25%% taller and 25%% '
                              'narrower than --shape, plus one pixel each, not a multiple of 32)')
-    parser.add_argument('--exporter', choices=EXPORTERS, default='dynamo')
+    parser.add_argument('--exporter', choices=EXPORTERS, default=DEFAULT_EXPORTER,
+                        help='dynamo (default from torch 2.5) or torchscript')
     parser.add_argument('--opset', type=int, help="ONNX opset (default: the exporter's)")
     parser.add_argument('--atol', type=float, default=1e-4,
                         help='accepted difference to PyTorch: atol + rtol x the largest output '

@@ -14,8 +14,8 @@ import argparse
 import sys
 from typing import List
 
-from coat_backbone.analysis import PAPER_GMACS_224, ROWS, count_complexity, total_cost
-from coat_backbone.builder import build_model, input_size, parse_arch
+from coat_backbone.toolkit.analysis import PAPER_GMACS_224, ROWS, count_complexity, total_cost
+from coat_backbone.toolkit.builder import build_model, input_size, parse_arch
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:

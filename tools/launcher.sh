@@ -1,11 +1,25 @@
 # Sourced by the scripts in tools/: where the checkout and the project's environment are, and how
 # the launchers start a tool.
-#   COAT_ROOT  the checkout.
-#   COAT_VENV  the environment tools/setup_env.sh makes (default: <checkout>/.venv). A relative
-#              path is taken from the current folder, alike in every script; exported absolute.
+#   COAT_ROOT         the checkout.
+#   COAT_STACK        which tested stack: current (default: constraints.txt, .venv) or torch2.1
+#                     (constraints-torch2.1.txt, .venv-torch2.1: torch 2.1 and numpy 1.x, as with
+#                     OpenMMLab's prebuilt mmcv).
+#   COAT_CONSTRAINTS  the stack's pins.
+#   COAT_VENV         the environment tools/setup_env.sh makes (default: the stack's). A relative
+#                     path is taken from the current folder, alike in every script; exported
+#                     absolute.
 COAT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+case ${COAT_STACK:=current} in
+  current) coat_stack_suffix= ;;
+  torch2.1) coat_stack_suffix=-torch2.1 ;;
+  *) echo "COAT_STACK=$COAT_STACK is no stack of this project: use current (the default) or" \
+       "torch2.1" >&2
+     exit 2 ;;
+esac
+export COAT_STACK
+COAT_CONSTRAINTS=$COAT_ROOT/constraints$coat_stack_suffix.txt
 coat_venv_given=${COAT_VENV:+1}
-COAT_VENV=${COAT_VENV:-$COAT_ROOT/.venv}
+COAT_VENV=${COAT_VENV:-$COAT_ROOT/.venv$coat_stack_suffix}
 case $COAT_VENV in
   /*) ;;
   *) COAT_VENV=$PWD/$COAT_VENV ;;  # as given otherwise, symlinks and all

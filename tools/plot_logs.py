@@ -18,8 +18,8 @@ from typing import List
 
 from matplotlib.backend_bases import FigureCanvasBase
 
-from coat_backbone.outputs import check_writable_folder
-from coat_backbone.training_logs import plot_runs, read_run_log, select_keys
+from coat_backbone.toolkit.outputs import check_writable_folder
+from coat_backbone.toolkit.training_logs import plot_runs, read_run_log, select_keys
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:

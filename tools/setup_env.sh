@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates or updates the project's environment (.venv): the stack pinned in constraints.txt, mmcv
-# built from source against the installed torch, and this package in editable mode with its test extras.
+# built from source against the installed torch, and this package in editable mode with its test
+# extras. COAT_STACK=torch2.1 makes the other tested stack instead (constraints-torch2.1.txt in
+# .venv-torch2.1: torch 2.1 and numpy 1.x, as users of OpenMMLab's prebuilt mmcv have).
 # Idempotent: with unchanged pins a second run returns in seconds, and a rebuilt environment reuses
 # the mmcv wheel cached for the exact torch build it was compiled against.
 #
@@ -14,7 +16,7 @@ set -euo pipefail
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/launcher.sh"  # also through a symlink
 CACHE="${COAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/coat-backbone}"
 PY="$COAT_VENV/bin/python"
-CONSTRAINTS="$COAT_ROOT/constraints.txt"
+CONSTRAINTS=$COAT_CONSTRAINTS
 
 log() { echo "[setup_env] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -55,22 +57,27 @@ fi
 # The environment changes from here on: an old stamp must not vouch for a half-updated one.
 rm -f "$stamp"
 
-# The pinned stack needs Python 3.11 or newer (numpy 2.4 for one), which uv would only say as
-# an unresolvable pin.
-python_version() { "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])
-sys.exit(sys.version_info < (3, 11))'; }
+# The pins are resolved for Python 3.11: the current stack needs it or newer (numpy 2.4 for one),
+# torch 2.1 has no wheels past it. uv would only say so as an unresolvable pin.
+if [ "$COAT_STACK" = torch2.1 ]; then
+  py_ok='sys.version_info[:2] == (3, 11)' py_wanted='3.11'
+else
+  py_ok='sys.version_info >= (3, 11)' py_wanted='3.11 or newer'
+fi
+python_version() { "$1" -c "import sys; print('%d.%d' % sys.version_info[:2])
+sys.exit(not ($py_ok))"; }
 if [ ! -x "$PY" ]; then
   base=${COAT_BASE_PYTHON:-$(command -v python3.11 || command -v python3 || true)}
   [ -n "$base" ] || die "no python3 on PATH: install Python 3.11 (Debian/Ubuntu: apt install\
  python3.11-venv) or name it with COAT_BASE_PYTHON=/path/to/python3.11"
   command -v "$base" >/dev/null || die "COAT_BASE_PYTHON=$base: no such interpreter"
   version=$(python_version "$base") || die "$base is Python ${version:-of unknown version}, and\
- the pinned stack needs 3.11 or newer: install Python 3.11 (Debian/Ubuntu: apt install\
+ the pinned stack needs $py_wanted: install Python 3.11 (Debian/Ubuntu: apt install\
  python3.11-venv) and name it with COAT_BASE_PYTHON=/path/to/python3.11"
   "$base" -m venv "$COAT_VENV"
 elif ! version=$(python_version "$PY"); then
-  die "$COAT_VENV is Python ${version:-of unknown version}, and the pinned stack needs 3.11 or\
- newer: move it away and rerun with Python 3.11 (COAT_BASE_PYTHON=/path/to/python3.11)"
+  die "$COAT_VENV is Python ${version:-of unknown version}, and the pinned stack needs\
+ $py_wanted: move it away and rerun with Python 3.11 (COAT_BASE_PYTHON=/path/to/python3.11)"
 fi
 # A venv whose creation failed or was interrupted can lack pip; the interpreter's ensurepip repairs it.
 if ! "$PY" -m pip --version >/dev/null 2>&1; then

@@ -3,7 +3,7 @@ contribution, and the feature map of each scale, as PNGs.
 
 Examples:
     python tools/visualize_attention.py demo.jpg out/ \
-        --checkpoint checkpoints/coat_lite_small_8d362f48.pth --query 120 80
+        --checkpoint hf-hub:timm/coat_lite_small.in1k --query 120 80
     python tools/visualize_attention.py demo.jpg out/ --arch lite_small  # random weights
     python tools/visualize_attention.py demo.jpg out/ --config configs/demo/mask_rcnn_coat_demo.py \
         --checkpoint work_dirs/demo/epoch_16.pth --cls --block 0
@@ -11,7 +11,7 @@ Examples:
 Writes attention_scale1.png ... attention_scale4.png, one row per head with three maps: the
 factorized weights CoaT applies, w_n = scale * q . softmax_tokens(K)_n; the conventional
 softmax(q . k * scale) map CoaT never computes, for comparison; the CRPE term's magnitude. And
-features.png: each scale's feature norm. The derivation is in coat_backbone/attention.py.
+features.png: each scale's feature norm. The derivation is in coat_backbone/toolkit/attention.py.
 """
 import argparse
 import sys
@@ -20,11 +20,11 @@ from typing import List
 
 import torch
 
-from coat_backbone.attention import (capture_attention, load_image, plot_attention,
-                                     plot_features)
-from coat_backbone.builder import build_model, parse_arch
 from coat_backbone.checkpoint import CheckpointError
-from coat_backbone.outputs import check_writable_folder
+from coat_backbone.toolkit.attention import (capture_attention, load_image, plot_attention,
+                                             plot_features)
+from coat_backbone.toolkit.builder import build_model, parse_arch
+from coat_backbone.toolkit.outputs import check_writable_folder
 
 PICTURES = [f'attention_scale{scale}.png' for scale in range(1, 5)] + ['features.png']
 

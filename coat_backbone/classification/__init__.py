@@ -10,12 +10,8 @@ from .evaluation import (eval_transform, evaluate_folder, load_classifier, raw_w
                          settings_from_config)
 from .metric import TopKAccuracy
 from .model import CoaTImageClassifier
-from .synthetic import (SYNTHETIC_CLASSES, SyntheticImageNetArgs, generate_synthetic_imagenet,
-                        synthetic_imagenet_files)
 
 __all__ = [
-    'CoaTImageClassifier', 'ImageFolderDataset', 'RepeatAugSampler', 'SYNTHETIC_CLASSES',
-    'SyntheticImageNetArgs', 'TopKAccuracy', 'eval_transform', 'evaluate_folder',
-    'generate_synthetic_imagenet', 'load_classifier', 'raw_weights', 'settings_from_config',
-    'synthetic_imagenet_files'
+    'CoaTImageClassifier', 'ImageFolderDataset', 'RepeatAugSampler', 'TopKAccuracy',
+    'eval_transform', 'evaluate_folder', 'load_classifier', 'raw_weights', 'settings_from_config'
 ]

@@ -11,9 +11,9 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from torch.utils.data import DataLoader
 
-from ..builder import model_from_state_dict
+from ..toolkit.builder import model_from_state_dict
 from ..checkpoint import CheckpointError, StateDict, extract_state_dict, read_checkpoint
-from ..coat import CoaTClassifier
+from ..models.coat import CoaTClassifier
 from .data import ImageFolderDataset
 from .metric import TopKAccuracy
 

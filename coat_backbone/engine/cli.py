@@ -13,7 +13,7 @@ from typing import Iterator, List, Optional
 from mmengine.config import Config, DictAction
 
 from ..checkpoint import CheckpointError
-from ..outputs import check_writable_folder
+from ..toolkit.outputs import check_writable_folder
 from .runtime import (adapt_to_machine, build_runner, check_neck_fits_backbone,
                       check_weights_to_load, check_work_dir, default_work_dir, enable_amp,
                       enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
@@ -171,7 +171,7 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     with refusals_as_usage_errors(parser):
         cfg = _prepare(args)
         cfg.load_from = args.checkpoint
-        check_weights_to_load(cfg)
+        check_weights_to_load(cfg, training=False)
         cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='CheckpointFitsModelHook')]
         if args.out:
             _dump_results(cfg, args.out, args.force)

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 from mmengine.config import Config
 
-from ..synthetic import coco_shapes_paths
+from ..datasets.shapes import coco_shapes_paths
 from .runtime import check_work_dir, load_config, refuse_to_overwrite_a_run
 
 # Each loader and the split it reads.

@@ -18,9 +18,9 @@ from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from ..checkpoint import check_checkpoint_file
-from ..coat import CoaT
-from ..outputs import check_writable_folder
+from ..checkpoint import HUB_PREFIX, check_checkpoint_file, local_copy
+from ..models.coat import CoaT
+from ..toolkit.outputs import check_writable_folder
 from .hooks import checkpoint_name_pattern
 
 
@@ -70,11 +70,34 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
     cfg.resume, cfg.load_from = True, None
 
 
-def check_weights_to_load(cfg: Config) -> None:
-    """Refuse a local `load_from` (a checkpoint to test, resume or start from) that is missing or
-    is no torch checkpoint now, before the Runner builds the model and datasets."""
+def hub_weights(node: Any) -> List[str]:
+    """Every Hugging Face Hub name a (part of a) config gives as weights: `load_from`,
+    `pretrained` and `init_cfg=dict(type='Pretrained', checkpoint=...)`, at any depth."""
+    names: List[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if (key in ('load_from', 'pretrained', 'checkpoint') and isinstance(value, str)
+                    and value.startswith(HUB_PREFIX)):
+                names.append(value)
+            else:
+                names += hub_weights(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            names += hub_weights(value)
+    return names
+
+
+def check_weights_to_load(cfg: Config, training: bool = True) -> None:
+    """Before the Runner builds the model and datasets: refuse a local `load_from` (a checkpoint
+    to test, resume or start from) that is missing or is no checkpoint, and download the Hub
+    weights the run will read (`load_from`, and when `training` the model's init_cfg or
+    pretrained weights), so that a Hub failure (offline, a wrong name) is named at once and the
+    run finds them in the cache."""
+    read = cfg.to_dict() if training else dict(load_from=cfg.get('load_from'))
+    for name in dict.fromkeys(hub_weights(read)):
+        local_copy(name)
     path = cfg.get('load_from')
-    if not path or '://' in path:
+    if not path or '://' in path or path.startswith(HUB_PREFIX):
         return
     if not osp.isfile(path):
         raise FileNotFoundError(f'Checkpoint file not found: {path}')

@@ -1,7 +1,7 @@
 """Let PyTorch's weights-only `torch.load` (the default since torch 2.6) read mmengine checkpoints.
 
 mmengine 0.10 calls `torch.load` without `weights_only` when it resumes, loads `load_from`, tests
-or runs inference, so on current torch its own training checkpoints fail to load: besides tensors
+or runs inference, so from torch 2.6 on its own training checkpoints fail to load: besides tensors
 they pickle the message hub's `HistoryBuffer`s (numpy arrays, and references to the buffer's
 statistics methods, pickled as `getattr(HistoryBuffer, 'mean')`), numpy scalars and the lr
 schedulers' `collections.Counter`.
@@ -11,6 +11,8 @@ allow-lists exactly those types with `torch.serialization.add_safe_globals`. Unp
 rebuilds data. `builtins.getattr` is NOT allowed in general: it is mapped to a function that
 resolves nothing but the statistics methods of `HistoryBuffer`. The registration is process-wide
 (the loads happen deep inside mmengine, for example in `Runner.resume`) but only adds these types.
+Before torch 2.6 `torch.load` unpickles in full by default, so mmengine's loads need nothing (and
+torch 2.1 has no allowlist to add to).
 """
 from collections import Counter
 from typing import Any, Callable, List
@@ -18,6 +20,10 @@ from typing import Any, Callable, List
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from packaging.version import Version
+
+# The first torch whose torch.load defaults to weights_only=True.
+WEIGHTS_ONLY_BY_DEFAULT = Version(torch.__version__).release >= (2, 6)
 
 
 def _history_buffer_statistic(owner: Any, name: str) -> Callable:
@@ -45,6 +51,8 @@ def _numpy_globals() -> List[Any]:
 
 def allow_mmengine_checkpoints() -> None:
     """Allow-list the non-tensor types of mmengine checkpoints for weights-only loading."""
+    if not WEIGHTS_ONLY_BY_DEFAULT:
+        return
     torch.serialization.add_safe_globals([
         HistoryBuffer,
         Counter,

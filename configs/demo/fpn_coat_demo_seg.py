@@ -1,5 +1,5 @@
 # Semantic FPN with a small CoaT trained from scratch on the synthetic segmentation shapes
-# (coat_backbone.synthetic.generate_seg_shapes): background, striped circles, checked squares and
+# (coat_backbone.datasets.generate_seg_shapes): background, striped circles, checked squares and
 # plain triangles on textured backgrounds. Sized to learn within minutes on a 2-core CPU: 128-pixel
 # images, a CoaT-Lite-style backbone (no parallel blocks), a 32-channel FPN and head. Run it through
 # tools/run_demo_seg.sh, which generates the data first; a GPU is used when present.
@@ -7,19 +7,19 @@ _base_ = [
     'mmseg::_base_/models/fpn_r50.py',
     'mmseg::_base_/default_runtime.py',
 ]
-# coat_backbone.segmentation registers the dataset class (it needs mmseg, so it is not imported by
-# coat_backbone itself).
-custom_imports = dict(imports=['coat_backbone', 'coat_backbone.segmentation'],
+# coat_backbone.datasets.seg_dataset registers the dataset class (it needs mmseg, so it is not
+# imported by coat_backbone itself).
+custom_imports = dict(imports=['coat_backbone', 'coat_backbone.datasets.seg_dataset'],
                       allow_failed_imports=False)
 
 # Read by tools/demo_seg_synthetic.py: the dataset is generated into data_root with these arguments
-# (keys of coat_backbone.synthetic.SegShapesArgs). Larger shapes than the detection demo's, so that
+# (keys of coat_backbone.datasets.SegShapesArgs). Larger shapes than the detection demo's, so that
 # about a quarter of the pixels belong to shapes.
 img_size = 128
 synthetic_data = dict(num_train=400, num_val=100, img_size=img_size, max_objects=5,
                       min_radius=10.0, max_radius=28.0, seed=0)
 data_root = 'data/synthetic_seg/'
-num_classes = 4  # coat_backbone.synthetic.SEG_CLASSES
+num_classes = 4  # coat_backbone.datasets.shapes.SEG_CLASSES
 embed_dims = [32, 64, 128, 160]
 fpn_channels = 32
 

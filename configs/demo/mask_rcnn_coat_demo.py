@@ -1,17 +1,17 @@
 # Mask R-CNN with a small CoaT trained from scratch on the synthetic shapes dataset
-# (coat_backbone.synthetic.generate_coco_shapes). Sized to learn within minutes on a 2-core CPU:
+# (coat_backbone.datasets.generate_coco_shapes). Sized to learn within minutes on a 2-core CPU:
 # 128-pixel images, a CoaT-Lite-style backbone (no parallel blocks), 64-channel FPN and slim heads.
 # Run it through tools/run_demo.sh, which generates the data first; a GPU is used when present.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['coat_backbone'], allow_failed_imports=False)
 
 # Read by tools/demo_synthetic.py: the dataset is generated into data_root with these arguments
-# (keys of coat_backbone.synthetic.CocoShapesArgs).
+# (keys of coat_backbone.datasets.shapes.CocoShapesArgs).
 img_size = 128
 synthetic_data = dict(num_train=400, num_val=100, img_size=img_size, max_objects=4,
                       min_radius=8.0, max_radius=24.0, seed=0)
 data_root = 'data/synthetic_coco/'
-# The generator's classes, in the order of coat_backbone.synthetic.SHAPE_CLASSES.
+# The generator's classes, in the order of coat_backbone.datasets.shapes.SHAPE_CLASSES.
 metainfo = dict(classes=('circle', 'square', 'triangle'),
                 palette=[(220, 20, 60), (0, 160, 80), (30, 90, 255)])
 num_classes = 3

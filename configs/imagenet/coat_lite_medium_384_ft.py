@@ -5,8 +5,8 @@
 # Evaluation as the official one: short side 438, centre crop 384 (timm's own setting for these
 # weights squashes to 384 instead: tools/eval_cls.py --crop-pct 1.0 --crop-mode squash).
 # Official result (top-1 / top-5): 84.5 / 97.1, checkpoint coat_lite_medium_384x384_f9129688.pth.
-# Start: the 224 weights (official or from configs/imagenet/coat_lite_medium_in1k.py) at
-# checkpoints/coat_lite_medium_a750cd63.pth, loaded with the head.
+# Start: the 224 weights, loaded with the head: timm's copy of the official ones on the Hugging Face
+# Hub, or those of a run of configs/imagenet/coat_lite_medium_in1k.py.
 _base_ = './coat_lite_medium_in1k.py'
 
 img_size = 384
@@ -17,7 +17,7 @@ test_dataloader = val_dataloader
 model = dict(
     backbone=dict(
         drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/coat_lite_medium_a750cd63.pth')))
+        init_cfg=dict(type='Pretrained', checkpoint='hf-hub:timm/coat_lite_medium.in1k')))
 optim_wrapper = dict(optimizer=dict(lr=5e-6, weight_decay=1e-8))
 
 max_epochs = 6

@@ -27,7 +27,7 @@ from typing import Dict, List
 import torch
 import torch.nn as nn
 
-from .coat import CoaT, FactorAttnConvRelPosEnc, ParallelBlock, Size, grid_sizes
+from ..models.coat import CoaT, FactorAttnConvRelPosEnc, ParallelBlock, Size, grid_sizes
 
 # GMACs at 224x224 of the ImageNet classifiers, as published in the CoaT paper (Table 2).
 PAPER_GMACS_224: Dict[str, float] = {

@@ -1,11 +1,14 @@
 """Converting, publishing and verifying CoaT checkpoints.
 
 Conversion reads any file `coat_backbone.checkpoint` accepts (official, timm, mmengine detector or
-segmentor files), checks the weights against the model strictly, and writes only weights plus a
-small plain `meta` dict, so the result loads with `weights_only=True` anywhere. Files are written
-atomically and never over an existing file unless asked: nothing a user has is lost.
+segmentor files; local, a URL or a Hub name), checks the weights against the model strictly, and
+writes only weights plus a small plain `meta` dict: a .pth file that loads with
+`weights_only=True` anywhere, or a .safetensors file (each shared tensor stored once, the `meta`
+as its string metadata). Files are written atomically and never over an existing file unless
+asked: nothing a user has is lost.
 """
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -14,8 +17,9 @@ from typing import Dict, Iterable, Optional, Union
 
 import torch
 
+from ..checkpoint import extract_state_dict, local_copy, read_checkpoint
+from ..models.coat import arch_of
 from .builder import model_from_state_dict
-from .checkpoint import arch_of, extract_state_dict, read_checkpoint
 from .outputs import PathLike, write_atomically
 
 # sha256 prefix of each published official checkpoint -> (arch, training resolution).
@@ -71,8 +75,8 @@ def convert_checkpoint(source: PathLike, to: str = 'backbone',
         raise ValueError(f'Unknown format {to!r}: choose one of {FORMATS}.')
     source = os.path.expanduser(str(source))
     checkpoint = read_checkpoint(source)
-    meta = dict(converted_from=os.path.basename(source), source_sha256=sha256_of(source),
-                coat_format=to)
+    meta = dict(converted_from=os.path.basename(source),
+                source_sha256=sha256_of(local_copy(source)), coat_format=to)
     if to == 'weights':
         state_dict, _ = extract_state_dict(checkpoint, prefix='', source=source)
         return dict(state_dict=state_dict, meta={**(_plain(checkpoint.get('meta')) or {}), **meta})
@@ -86,10 +90,29 @@ def convert_checkpoint(source: PathLike, to: str = 'backbone',
     return dict(state_dict=state_dict, meta=meta)
 
 
+def _stored_once(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The state dict without the other names of a tensor stored under several (CoaT's shared
+    modules), which safetensors refuses to write; loading fills them back."""
+    seen, kept = set(), {}
+    for key, tensor in state_dict.items():
+        storage = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.shape)
+        if storage not in seen:
+            seen.add(storage)
+            kept[key] = tensor.contiguous()
+    return kept
+
+
 def save_checkpoint(checkpoint: dict, path: PathLike, force: bool = False, publish: bool = False,
                     protected: Iterable[PathLike] = ()) -> Path:
-    """torch.save `checkpoint` atomically; with `publish` the file name gets its sha256 prefix."""
+    """Write `checkpoint` atomically: torch.save, or a safetensors file where `path` ends in
+    `.safetensors`; with `publish` the file name gets its sha256 prefix."""
     def write(temporary: Path) -> None:
+        if Path(path).suffix == '.safetensors':
+            from safetensors.torch import save_file
+            metadata = {key: value if isinstance(value, str) else json.dumps(value)
+                        for key, value in checkpoint['meta'].items()}
+            save_file(_stored_once(checkpoint['state_dict']), str(temporary), metadata=metadata)
+            return
         with open(temporary, 'xb') as file:
             torch.save(checkpoint, file)
 
@@ -113,10 +136,12 @@ class Verification:
 
 
 def verify_checkpoint(path: PathLike) -> Verification:
-    """Hash `path`, look it up among the published files and infer its variant from its weights."""
-    path = Path(path).expanduser()
-    state_dict, _ = extract_state_dict(read_checkpoint(str(path)), source=str(path))
-    sha256 = sha256_of(path)
-    match = _NAME_HASH.search(path.stem)
+    """Hash `path` (a file, URL or Hub name), look it up among the published files and infer its
+    variant from its weights."""
+    name = os.path.expanduser(str(path))
+    state_dict, _ = extract_state_dict(read_checkpoint(name), source=name)
+    local = Path(local_copy(name))
+    sha256 = sha256_of(local)
+    match = _NAME_HASH.search(local.stem)
     return Verification(sha256=sha256, published=PUBLISHED.get(sha256[:8]),
                         arch=arch_of(state_dict), name_hash=match.group(1) if match else None)

@@ -1,28 +1,28 @@
-"""Deterministic synthetic datasets for demos and tests that must run without downloads.
+"""The shape scenes of the detection and segmentation demos: coloured circles, squares and
+triangles on textured backgrounds, as a COCO instance-segmentation dataset
+(`generate_coco_shapes`) and as per-pixel label maps in MMSegmentation's folder layout
+(`generate_seg_shapes`).
 
 Every image is drawn from its own generator seeded by ``(seed, split, index)``, so a dataset does
 not depend on global random state, on generation order or on the machine: the same arguments give
-the same bytes. Each dataset directory carries a ``manifest.json`` (generator name, version,
-arguments); asking again for a dataset that is already present with the same manifest returns at
-once.
+the same bytes.
 """
 import colorsys
 import json
 import math
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Tuple, Union
 
 import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-MANIFEST = 'manifest.json'
+from .common import SPLIT_CODES, claim_directory, dataset_is_current, finish_dataset, write_image
+
 SHAPE_CLASSES = ('circle', 'square', 'triangle')
 # Bump when the drawing code changes, so that older datasets on disk are regenerated.
 COCO_SHAPES_VERSION = 1
-SPLIT_CODES = {'train': 0, 'val': 1}  # seeds the generator of each split's images
 # Objects drawn later may hide at most this share of an earlier object, so every annotated
 # instance stays recognisable.
 _MAX_OCCLUDED = 0.5
@@ -162,53 +162,6 @@ def _coco_annotation(ann_id: int, image_id: int, label: int, mask: np.ndarray) -
                                   counts=rle['counts'].decode('ascii')))
 
 
-def dataset_is_current(root: Path, manifest: dict, expected: List[Path]) -> bool:
-    """True when ``root`` holds a complete dataset written with exactly ``manifest``."""
-    return _read_manifest(root) == manifest and all(file.is_file() for file in expected)
-
-
-def claim_directory(root: Path, generator: str, owned: List[str]) -> None:
-    """Prepare ``root`` for ``generator`` to write: only a directory that is empty or holds this
-    generator's dataset (complete or interrupted) is ever touched. Until the generator writes its
-    final manifest, ``root`` carries one that marks the dataset incomplete, so an interrupted run
-    is redone on the next call instead of being refused or mistaken for a finished one."""
-    if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f'{root} exists and is not a directory; pass another root')
-    if root.is_dir() and any(root.iterdir()):
-        found = (_read_manifest(root) or {}).get('generator')
-        if found is None:
-            raise FileExistsError(f'{root} is not empty and holds no {MANIFEST} of a synthetic '
-                                  'dataset; pass an empty or new directory as root')
-        if found != generator:
-            raise FileExistsError(f'{root} holds the synthetic {found!r} dataset, not '
-                                  f'{generator!r}; pass an empty or new directory as root')
-    root.mkdir(parents=True, exist_ok=True)
-    (root / MANIFEST).write_text(json.dumps(dict(generator=generator, incomplete=True)))
-    for name in owned:
-        shutil.rmtree(root / name, ignore_errors=True)
-
-
-def write_image(path: Path, pixels: np.ndarray, params: Sequence[int] = ()) -> None:
-    """`cv2.imwrite` (BGR or single-channel `pixels`) that raises where it would return False."""
-    if not cv2.imwrite(str(path), pixels, list(params)):
-        raise OSError(f'could not write {path}')
-
-
-def finish_dataset(root: Path, manifest: dict) -> None:
-    """Write the final manifest, last of all: until then `claim_directory`'s marks the dataset
-    incomplete."""
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-
-
-def _read_manifest(root: Path) -> Optional[dict]:
-    """The parsed ``root/manifest.json``, or None where it is missing or not a JSON object."""
-    try:
-        found = json.loads((root / MANIFEST).read_text())
-    except (FileNotFoundError, IsADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Muted base colour, smooth low-frequency blotches and pixel noise (float RGB in 0..255)."""
     base = rng.uniform(70.0, 190.0, size=3)
@@ -252,7 +205,7 @@ def _paint(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, xx: np
 
 # --------------------------------------------------------------------------------------------------
 # Semantic segmentation: the same shape scenes as per-pixel label maps, in MMSegmentation's folder
-# layout. The dataset class that reads them is coat_backbone.segmentation.SyntheticShapesSegDataset.
+# layout, read by `coat_backbone.datasets.seg_dataset.SyntheticShapesSegDataset`.
 # --------------------------------------------------------------------------------------------------
 
 # Label 0 is the background; shape class i of SHAPE_CLASSES is label i + 1.

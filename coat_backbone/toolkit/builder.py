@@ -7,9 +7,9 @@ from typing import Optional, Sequence, Tuple, Union
 from mmengine.config import Config
 from mmengine.registry import MODELS
 
-from .checkpoint import (CheckpointError, StateDict, arch_of, extract_state_dict,
-                         load_coat_checkpoint, load_matched, read_checkpoint)
-from .coat import CoaT, CoaTClassifier, grid_sizes
+from ..checkpoint import (CheckpointError, StateDict, extract_state_dict, load_coat_checkpoint,
+                          load_matched, read_checkpoint)
+from ..models.coat import CoaT, CoaTClassifier, arch_of, grid_sizes
 
 
 def parse_arch(text: str) -> Union[str, dict]:

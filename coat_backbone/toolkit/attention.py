@@ -22,7 +22,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageOps
 
-from .coat import STRIDES, CoaT, FactorAttnConvRelPosEnc, Size, grid_sizes
+from ..models.coat import STRIDES, CoaT, FactorAttnConvRelPosEnc, Size, grid_sizes
 # The normalisation of the ImageNet-pretrained CoaT (RGB, 0-255), as in the detection configs.
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)

@@ -3,7 +3,7 @@
 `root/{train,val}/<class>/<class>_NNNNN.JPEG`: eight classes of pictures a small network tells
 apart within a minute: filled shapes, a ring and two textures, each class in its own hue, drawn
 at random size, position and rotation on a noisy background. Like the detection shapes of
-`coat_backbone.synthetic`, every image has its own generator seeded by `(seed, split, class,
+`coat_backbone.datasets.shapes`, every image has its own generator seeded by `(seed, split, class,
 index)`, the same arguments give the same bytes, and a `manifest.json` makes a second call free.
 """
 import math
@@ -15,8 +15,7 @@ import cv2
 import numpy as np
 from mmengine.logging import print_log
 
-from ..synthetic import (SPLIT_CODES, claim_directory, dataset_is_current, finish_dataset,
-                         write_image)
+from .common import SPLIT_CODES, claim_directory, dataset_is_current, finish_dataset, write_image
 
 # Alphabetical, so that the folder order (the class index) is the order of this tuple.
 SYNTHETIC_CLASSES = ('checker', 'circle', 'cross', 'ring', 'square', 'star', 'stripes', 'triangle')

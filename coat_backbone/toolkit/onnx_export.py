@@ -1,16 +1,18 @@
 """Export CoaT (backbone or classifier) to ONNX with dynamic batch, height and width, and check
 the file against PyTorch with onnxruntime.
 
-Two exporters of torch 2.13, both verified here to within 1e-5 of PyTorch at sizes other than
-the exported one (CoaT takes any size: its grids come from the input, and the exported graphs
-compute them from the input's shape):
-- 'dynamo' (default): `torch.export`-based, torch's default and supported exporter since 2.9;
-  its graphs carry symbolic output shapes (e.g. height // 8). It needs onnxscript, and tracing
-  symbolic shapes takes minutes on a CPU for the published variants.
-- 'torchscript': the legacy tracer, deprecated since torch 2.9 but working, and much faster to
-  export (lite_small at 224x224: 3 s against 50 s on a 2-core CPU). It needs only onnx.
+Two exporters, both verified here to within 1e-5 of PyTorch at sizes other than the exported one
+(CoaT takes any size: its grids come from the input, and the exported graphs compute them from
+the input's shape):
+- 'dynamo' (the default where torch has it, 2.5 and later): `torch.export`-based, torch's default
+  and supported exporter since 2.9; its graphs carry symbolic output shapes (e.g. height // 8). It
+  needs onnxscript, and tracing symbolic shapes takes minutes on a CPU for the published variants.
+- 'torchscript' (the default, and the only exporter, before torch 2.5): the legacy tracer,
+  deprecated since torch 2.9 but working, and much faster to export (lite_small at 224x224: 3 s
+  against 50 s on a 2-core CPU). It needs only onnx.
 Needs `onnx`, `onnxruntime` (for the check) and, for 'dynamo', `onnxscript`.
 """
+import inspect
 import warnings
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -18,10 +20,14 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .coat import STRIDES, CoaT, CoaTClassifier, Size
+from ..models.coat import STRIDES, CoaT, CoaTClassifier, Size
 from .outputs import write_atomically
 
 EXPORTERS = ('dynamo', 'torchscript')
+# torch.onnx.export chooses its exporter with `dynamo=` from torch 2.5; before, it has only the
+# TorchScript one.
+HAS_DYNAMO_EXPORTER = 'dynamo' in inspect.signature(torch.onnx.export).parameters
+DEFAULT_EXPORTER = 'dynamo' if HAS_DYNAMO_EXPORTER else 'torchscript'
 INPUT_NAME = 'img'
 
 
@@ -41,13 +47,17 @@ def _dynamic_axes(model: CoaT) -> Dict[str, Dict[int, str]]:
 
 
 def export_onnx(model: CoaT, path: Union[str, Path], input_size: Size,
-                exporter: str = 'dynamo', opset: Optional[int] = None,
+                exporter: str = DEFAULT_EXPORTER, opset: Optional[int] = None,
                 force: bool = False, protected: Iterable[Union[str, Path]] = ()) -> Path:
     """Write `model` (eval mode) to `path` as ONNX, traced at `input_size` (H, W) with batch,
     height and width left dynamic. The file is written atomically, over an existing one only
     with `force`, and never over a `protected` one (the command's inputs)."""
     if exporter not in EXPORTERS:
         raise ValueError(f'Unknown exporter {exporter!r}: choose one of {EXPORTERS}.')
+    if exporter == 'dynamo' and not HAS_DYNAMO_EXPORTER:
+        raise ValueError(f'The dynamo exporter needs torch 2.5 or later (torch.onnx.export with '
+                         f'dynamo=True); torch {torch.__version__} has only the TorchScript '
+                         f'exporter: use exporter torchscript (--exporter torchscript).')
     model.eval()
     # A batch of 2: torch.export specialises dimensions of size 1 to constants.
     example = torch.randn(2, model.patch_embed1.proj.in_channels, *input_size)
@@ -68,9 +78,10 @@ def export_onnx(model: CoaT, path: Union[str, Path], input_size: Size,
                 for message in ('You are using the legacy TorchScript',
                                 'The feature will be removed', 'Constant folding - Only steps=1'):
                     warnings.filterwarnings('ignore', message=message)
-                torch.onnx.export(model, (example,), str(temporary), dynamo=False,
-                                  input_names=[INPUT_NAME], output_names=names,
-                                  dynamic_axes=_dynamic_axes(model), opset_version=opset)
+                legacy = dict(dynamo=False) if HAS_DYNAMO_EXPORTER else {}
+                torch.onnx.export(model, (example,), str(temporary), input_names=[INPUT_NAME],
+                                  output_names=names, dynamic_axes=_dynamic_axes(model),
+                                  opset_version=opset, **legacy)
 
     with torch.no_grad():
         return write_atomically(path, write, force=force, protected=protected)

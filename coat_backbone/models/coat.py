@@ -12,12 +12,14 @@ one `cpe{i}` / `crpe{i}` per scale shared by every block of that scale, and one 
 its numbers do not: it resizes to explicit sizes in the cross-scale fusion so any input size works.
 
 Layout: blocks, then the backbone (`CoaT`), then the classifier (`CoaTClassifier`), then the variant
-registry (`ARCH_SETTINGS`). Checkpoint handling lives in `coat_backbone.checkpoint`.
+registry (`ARCH_SETTINGS`) and the reading of an arch from weights (`arch_of`). Reading and
+strictly loading checkpoint files lives in `coat_backbone.checkpoint`.
 """
+import math
 from itertools import accumulate
 from numbers import Integral, Real
 from operator import mul
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -28,7 +30,7 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import DropPath, Mlp, trunc_normal_
 
-from .checkpoint import load_coat_checkpoint
+from ..checkpoint import load_coat_checkpoint
 
 Size = Tuple[int, int]
 
@@ -363,6 +365,15 @@ class CoaT(BaseModule):
         """Keys of official checkpoints this module has no use for: the classification head."""
         return ('norm1.', 'norm2.', 'norm3.', 'norm4.', 'aggregate.', 'head.')
 
+    # What coat_backbone.checkpoint asks a model family, to say what a mismatched file is.
+    arch_family = 'CoaT'
+    input_weight_key = 'patch_embed1.proj.weight'
+
+    @staticmethod
+    def arch_of_weights(state_dict: Mapping[str, torch.Tensor]) -> Optional[Union[str, dict]]:
+        """The CoaT arch of a state dict (see `arch_of`)."""
+        return arch_of(state_dict)
+
     # Freezing ---------------------------------------------------------------------------------
     def _frozen_modules(self) -> List[nn.Module]:
         modules: List[nn.Module] = []
@@ -589,3 +600,45 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
                          'embed_dims[1] == [2] == [3] and mlp_ratios[1] == [2] == [3]; '
                          'set parallel_depth=0 for a Lite-style model.')
     return settings
+
+
+# Reading the arch back from weights (tools build the model a checkpoint needs; a mismatch names
+# the checkpoint's own arch) -----------------------------------------------------------------
+def _mlp_ratio(hidden: int, dim: int) -> Union[int, float]:
+    """The mlp_ratio for which CoaT's `int(dim * mlp_ratio)` gives `hidden` back."""
+    ratio = hidden / dim
+    while int(dim * ratio) < hidden:  # hidden / dim can round below the value it came from
+        ratio = math.nextafter(ratio, math.inf)
+    return int(ratio) if float(ratio).is_integer() else ratio
+
+
+def arch_settings_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[dict]:
+    """The settings (the dict `CoaT(arch=...)` takes) that a CoaT state dict's shapes and depths
+    give, or None when it is not a CoaT's."""
+    try:
+        embed_dims = [state_dict[f'cls_token{i}'].shape[-1] for i in range(1, 5)]
+        hidden = [state_dict[f'serial_blocks{i}.0.mlp.fc1.weight'].shape[0] for i in range(1, 5)]
+    except KeyError:
+        return None
+    depths = [len({key.split('.')[1] for key in state_dict
+                   if key.startswith(f'serial_blocks{i}.')}) for i in range(1, 5)]
+    parallel = len({key.split('.')[1] for key in state_dict if key.startswith('parallel_blocks.')})
+    return dict(embed_dims=embed_dims, serial_depths=depths, parallel_depth=parallel,
+                num_heads=sum(CRPE_WINDOWS.values()),
+                mlp_ratios=[_mlp_ratio(h, d) for h, d in zip(hidden, embed_dims)])
+
+
+def _arch_named(settings: Optional[dict]) -> Optional[Union[str, dict]]:
+    """The published variant with exactly these settings (from `arch_settings_of`) by its name,
+    else the settings themselves."""
+    for name, published in ARCH_SETTINGS.items():
+        if settings == {key: list(value) if isinstance(value, tuple) else value
+                        for key, value in published.items()}:
+            return name
+    return settings
+
+
+def arch_of(state_dict: Mapping[str, torch.Tensor]) -> Optional[Union[str, dict]]:
+    """A CoaT state dict's arch: its published variant's name, else the dict of its settings
+    (None when it is not a CoaT's)."""
+    return _arch_named(arch_settings_of(state_dict))

@@ -14,7 +14,7 @@ memory follows live tensors. (Set later in a process that has already run steps,
 setting over-reports: the earlier heap stays in the way.) The second step is measured, after one
 that fills one-time caches.
 
-Achieved FLOP/s uses the model's multiply-accumulates from `coat_backbone.analysis` (forward
+Achieved FLOP/s uses the model's multiply-accumulates from `coat_backbone.toolkit.analysis` (forward
 FLOPs = 2 x MACs; forward+backward counted as 3 x forward) against the rate of a large matrix
 multiply in the same precision on the same device, the practical peak.
 """
@@ -39,8 +39,8 @@ from mmengine.logging import print_log
 from timm.models.coat import CoaT as TimmCoaT
 from torch._dynamo.exc import FailOnRecompileLimitHit
 
+from ..models.coat import CoaT, Size
 from .analysis import count_complexity, total_cost
-from .coat import CoaT, Size
 
 MODES = ('fwd', 'fwd+bwd')
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
