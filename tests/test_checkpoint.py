@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import timm
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file, save_model
 from mmengine.logging import HistoryBuffer, MMLogger
 from mmengine.registry import MODELS
 
@@ -365,6 +367,48 @@ def test_a_url_is_downloaded_once_into_torch_hubs_cache(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=r'Cannot create torch hub\'s checkpoint cache '
                        r'.*\(Not a directory\)\. Set TORCH_HOME to a folder you can write'):
         load_coat_checkpoint(CoaT(TINY_LITE), url)
+
+
+def test_safetensors_files_load_like_pth_files(tmp_path, monkeypatch, arch):
+    """safetensors stores a tensor shared by several modules once (CoaT shares its CPE, CRPE and
+    parallel MLP); the loader fills the other names. From a path, a URL and with the same
+    strictness and errors as .pth files; the format is told by the bytes, not the name."""
+    torch.manual_seed(3)
+    source = CoaTClassifier(arch, num_classes=5)
+    path = tmp_path / 'model.safetensors'
+    save_model(source, str(path))
+    assert len(safe_open_keys(path)) < len(source.state_dict())  # the aliases were left out
+    for model in (CoaT(arch), CoaTClassifier(arch, num_classes=5)):
+        load_coat_checkpoint(model, path)
+        _assert_loaded(model, source.state_dict())
+    renamed = tmp_path / 'weights.pth'
+    renamed.write_bytes(path.read_bytes())
+    load_coat_checkpoint(CoaT(arch), renamed)
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    with _http_server(tmp_path) as base:
+        model = CoaT(arch)
+        load_coat_checkpoint(model, f'{base}/model.safetensors')
+        _assert_loaded(model, source.state_dict())
+    other = tmp_path / 'lite_tiny.safetensors'
+    save_model(CoaT('lite_tiny'), str(other))
+    with pytest.raises(CheckpointError, match="The checkpoint is CoaT arch='lite_tiny'"):
+        load_coat_checkpoint(CoaT(arch), other)
+    truncated = tmp_path / 'truncated.safetensors'
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=f'{truncated} is (truncated|corrupt)'):
+        load_coat_checkpoint(CoaT(arch), truncated)
+    # Copies of a shared weight that differ are refused, as in a .pth file.
+    state_dict = {k: v.clone() for k, v in source.state_dict().items()}
+    state_dict['serial_blocks1.0.cpe.proj.weight'] += 1
+    edited = tmp_path / 'edited.safetensors'
+    save_file(state_dict, str(edited))
+    with pytest.raises(CheckpointError, match='differ between their copies'):
+        load_coat_checkpoint(CoaTClassifier(arch, num_classes=5), edited)
+
+
+def safe_open_keys(path) -> list:
+    with safe_open(str(path), 'pt') as file:
+        return list(file.keys())
 
 
 def test_corrupt_truncated_and_missing_files_name_the_path(tmp_path):

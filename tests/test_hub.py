@@ -148,6 +148,23 @@ def test_tools_take_hub_names_and_convert_to_safetensors(tmp_path, weights):
              '--checkpoint', name, '--exporter', 'torchscript', '--shape', '64'], env=env,
             capture_output=True, text=True, cwd=tmp_path)
         assert export.returncode == 0, export.stderr
+        # An image folder of the head's 10 classes, one picture each, and the attention maps.
+        from PIL import Image
+        for label in range(10):
+            (tmp_path / 'val' / f'class{label}').mkdir(parents=True)
+            Image.new('RGB', (72, 64), (25 * label, 90, 160)).save(
+                tmp_path / 'val' / f'class{label}' / 'a.png')
+        evaluate = subprocess.run(
+            [sys.executable, str(TOOLS / 'eval_cls.py'), name, str(tmp_path / 'val'),
+             '--img-size', '64', '--num-workers', '0'], env=env, capture_output=True, text=True,
+            cwd=tmp_path)
+        assert evaluate.returncode == 0 and '(10 images)' in evaluate.stdout, evaluate.stderr
+        attention = subprocess.run(
+            [sys.executable, str(TOOLS / 'visualize_attention.py'),
+             str(tmp_path / 'val' / 'class1' / 'a.png'), str(tmp_path / 'maps'), '--checkpoint',
+             name, '--max-size', '64'], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert attention.returncode == 0, attention.stderr
+        assert (tmp_path / 'maps' / 'features.png').is_file()
     # The converted file: the backbone's weights, each shared tensor once, loaded strictly.
     from safetensors import safe_open
     with safe_open(str(out), 'pt') as file:
