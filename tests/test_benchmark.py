@@ -8,6 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 import torch
 from mmengine.logging import MMLogger
+from packaging.version import Version
 from torch._dynamo.backends.debugging import aot_eager
 
 from coat_backbone import CoaT
@@ -131,7 +132,7 @@ def test_a_failing_memory_pass_keeps_the_timings(monkeypatch):
 
 def test_a_failing_configuration_is_reported_not_fatal(monkeypatch):
     def out_of_memory(*args, **kwargs):
-        raise torch.OutOfMemoryError('simulated: no memory left')
+        raise torch.cuda.OutOfMemoryError('simulated: no memory left')
 
     monkeypatch.setattr(benchmark, 'time_once', out_of_memory)
     _, results = run_benchmark([Case('lite_tiny', (64, 64), 1)], torch.device('cpu'),
@@ -155,7 +156,7 @@ def test_implementations_take_turns_and_one_failing_midway_spares_the_others(mon
     def recording_time_once(step, device):
         calls.append(step.implementation)
         if step.implementation == 'timm' and calls.count('timm') == 3:  # 2nd timed step
-            raise torch.OutOfMemoryError('simulated: no memory left')
+            raise torch.cuda.OutOfMemoryError('simulated: no memory left')
         return real_time_once(step, device)
 
     monkeypatch.setattr(benchmark, 'make_step', tagged_make_step)
@@ -231,8 +232,10 @@ def test_gpu_bf16_compiled_against_timm():
 def test_every_compiled_configuration_runs_a_compiled_graph(monkeypatch):
     """Dynamo keeps graphs per code object and all CoaTs share one forward: past its recompile
     limit it would run later configurations eagerly under a 'compiled' label. The limit is
-    lowered to 2 here so that a few cheap configurations reach it (the default, 8, is reached by
-    the README's GPU command)."""
+    lowered here so that a few cheap configurations reach it (the default, 8, is reached by the
+    GPU command of docs/performance.md). torch 2.1's dynamo cannot compile with_cp's checkpointed
+    blocks (an internal error, which the benchmark reports as that configuration's failure):
+    there CoaT alone runs, under a limit of 1."""
     events = []
 
     def recording_backend(graph, example_inputs):
@@ -244,12 +247,18 @@ def test_every_compiled_configuration_runs_a_compiled_graph(monkeypatch):
                         lambda model: real_compile(model, backend=recording_backend))
     monkeypatch.setattr(benchmark, 'make_step',
                         lambda *args: events.append('step') or real_make_step(*args))
-    monkeypatch.setattr(torch._dynamo.config, 'recompile_limit', 2)
+    # The limit's name before torch 2.6: cache_size_limit.
+    limit = ('recompile_limit' if hasattr(torch._dynamo.config, 'recompile_limit')
+             else 'cache_size_limit')
+    torch21 = Version(torch.__version__).release < (2, 2)
+    implementations = ['coat'] if torch21 else ['coat', 'coat_cp']
+    monkeypatch.setattr(torch._dynamo.config, limit, 1 if torch21 else 2)
     _, results = run_benchmark([Case('lite_tiny', (64, 64), 1)], torch.device('cpu'),
-                               executions=['compiled'], implementations=['coat', 'coat_cp'],
+                               executions=['compiled'], implementations=implementations,
                                iters=1, memory=False)
-    # fwd: coat; fwd+bwd: coat and coat_cp. Three graphs of CoaT.forward, over the limit of 2.
-    assert len(results) == 3 and all(r.error is None for r in results)
+    # fwd: coat; fwd+bwd: coat (and coat_cp). Graphs of CoaT.forward over the limit.
+    assert len(results) == 1 + len(implementations)  # coat_cp only trains
+    assert all(r.error is None for r in results)
     # Each configuration's first step compiled at least one graph of its own.
     starts = [i for i, event in enumerate(events) if event == 'step'] + [len(events)]
     assert all('graph' in events[a:b] for a, b in zip(starts, starts[1:]))

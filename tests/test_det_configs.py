@@ -1,5 +1,6 @@
 """Every detection config builds (model and optimizer), and the published ones carry the
-official CoaT recipe field by field (the reference: the CoaT paper and its released configs)."""
+official CoaT recipe field by field (the reference: the CoaT paper and its released configs). The
+CoAtNet recipes are checked in test_coatnet_configs.py."""
 import copy
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_the_expected_configs_exist():
 def test_config_builds_model_and_optimizer(path: Path):
     cfg = copy.deepcopy(LOADED[path])
     assert cfg.custom_imports == dict(imports=['coat_backbone'], allow_failed_imports=False)
-    assert cfg.model.backbone.type == 'CoaT'
+    assert cfg.model.backbone.type in ('CoaT', 'CoAtNet')
     cfg.model.backbone.init_cfg = None
     check_neck_fits_backbone(cfg)  # no false alarm: the forward below proves the fit
     # Full-size models on the meta device: real shapes, no weights to allocate or initialise.

@@ -10,7 +10,8 @@ Examples:
 Inputs: `img` (N, 3, H, W), normalised like the training data. Outputs: `stride4` ... `stride32`
 (the backbone's out_indices, NCHW) or `logits`. Exporters: dynamo (the default from torch 2.5;
 torch's supported exporter, slow to trace on a CPU) or torchscript (the default and only one
-before torch 2.5; deprecated in torch, much faster); see coat_backbone/toolkit/onnx_export.py. Needs onnx, onnxruntime and, for dynamo, onnxscript.
+before torch 2.5; deprecated in torch, much faster); see coat_backbone/toolkit/onnx_export.py.
+Needs onnx, onnxruntime and, for dynamo, onnxscript.
 """
 import argparse
 import sys

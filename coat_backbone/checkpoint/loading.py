@@ -102,10 +102,13 @@ def _hint(model: nn.Module, mismatched: List[str], state_dict: StateDict,
     if theirs is not None and theirs != arch_of(expected):
         return (f' The checkpoint is {model.arch_family} arch={theirs!r}; build the model with '
                 f'that arch.')
-    if mismatched and all(key.startswith('head.') for key in mismatched):
-        classes = state_dict['head.weight'].shape[0]
+    # The classifier's weight matrix: `head.weight` in CoaT, `head.fc.weight` in timm's heads.
+    weight = next((key for key in mismatched if key.startswith('head.')
+                   and state_dict[key].dim() == 2), None)
+    if weight and all(key.startswith('head.') for key in mismatched):
+        classes = state_dict[weight].shape[0]
         return (f' The checkpoint\'s head has {classes} classes and the model '
-                f'{expected["head.weight"].shape[0]}: build it with num_classes={classes}, or '
+                f'{expected[weight].shape[0]}: build it with num_classes={classes}, or '
                 f'fine-tune a new head with init_cfg=dict(type=\'Pretrained\', checkpoint=..., '
                 f'new_head=True).')
     stem = getattr(model, 'input_weight_key', None)

@@ -20,6 +20,7 @@ from mmengine.runner import Runner
 
 from ..checkpoint import HUB_PREFIX, check_checkpoint_file, local_copy
 from ..models.coat import CoaT
+from ..models.coatnet import CoAtNet
 from ..toolkit.outputs import check_writable_folder
 from .hooks import checkpoint_name_pattern
 
@@ -104,20 +105,27 @@ def check_weights_to_load(cfg: Config, training: bool = True) -> None:
     check_checkpoint_file(path)
 
 
+# This project's backbones by registered name; each built one tells its `out_channels`.
+PROJECT_BACKBONES = {'CoaT': CoaT, 'CoAtNet': CoAtNet}
+
+
 def check_neck_fits_backbone(cfg: Config) -> None:
     """Refuse a neck, or without one an mmseg head, whose `in_channels` are not the channels of
-    the CoaT backbone's outputs: the first iteration would fail inside a convolution, with no
-    word of the config. Typical after changing the backbone's arch without the neck."""
+    the outputs of this project's backbone (CoaT, CoAtNet): the first iteration would fail inside a
+    convolution, with no word of the config. Typical after changing the backbone's arch without
+    the neck."""
     model = cfg.get('model') or {}
     backbone = model.get('backbone') or {}
-    if not str(backbone.get('type', '')).endswith('CoaT'):
+    # A registered name, possibly with its scope ('mmdet.CoaT').
+    backbone_class = PROJECT_BACKBONES.get(str(backbone.get('type', '')).rsplit('.', 1)[-1])
+    if backbone_class is None:
         return
     settings = {key: value for key, value in backbone.items()
                 if key not in ('type', 'init_cfg', 'pretrained')}
     try:
         with torch.device('meta'):  # shapes only: no memory, no initialisation cost
-            coat = CoaT(**settings)
-        channels = coat.out_channels
+            built = backbone_class(**settings)
+        channels = built.out_channels
     except (TypeError, ValueError):
         return  # building the model names what is wrong with the backbone itself
     neck = model.get('neck')
@@ -144,9 +152,9 @@ def check_neck_fits_backbone(cfg: Config) -> None:
         if given is not None and given != wanted:
             arch = f'arch={backbone["arch"]!r}' if 'arch' in backbone else 'its default arch'
             raise ValueError(
-                f'{where}.in_channels={given} does not fit the backbone: CoaT with {arch} and '
-                f'out_indices={coat.out_indices} returns maps of {channels} channels. Set '
-                f'{where}.in_channels={wanted}.')
+                f'{where}.in_channels={given} does not fit the backbone: '
+                f'{backbone_class.__name__} with {arch} and out_indices={built.out_indices} '
+                f'returns maps of {channels} channels. Set {where}.in_channels={wanted}.')
 
 
 def refuse_to_overwrite_a_run(cfg: Config, force: bool, can_resume: bool = True) -> None:

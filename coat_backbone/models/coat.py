@@ -17,7 +17,7 @@ strictly loading checkpoint files lives in `coat_backbone.checkpoint`.
 """
 import math
 from itertools import accumulate
-from numbers import Integral, Real
+from numbers import Real
 from operator import mul
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -26,11 +26,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from einops import rearrange
-from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from timm.layers import DropPath, Mlp, trunc_normal_
 
-from ..checkpoint import load_coat_checkpoint
+from .common import (DenseBackbone, as_list, check_drop_path_rate, check_frozen_stages,
+                     check_out_indices, freeze, is_int, pretrained_as_init_cfg, refuse_unexpected)
 
 Size = Tuple[int, int]
 
@@ -218,7 +218,7 @@ class ParallelBlock(nn.Module):
 
 
 @MODELS.register_module()
-class CoaT(BaseModule):
+class CoaT(DenseBackbone):
     """CoaT backbone: four scales of serial blocks (strides 4/8/16/32), then, for the non-Lite
     variants, parallel co-scale blocks over scales 2-4.
 
@@ -261,20 +261,8 @@ class CoaT(BaseModule):
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  **unexpected: Any) -> None:
-        if unexpected:
-            raise TypeError(
-                f'CoaT takes no {", ".join(sorted(unexpected))}. If your config\'s backbone '
-                f'inherits another backbone from a base config (mmdet\'s and mmseg\'s ResNet '
-                f'bases set depth, num_stages, style, ...), those settings were merged into '
-                f'CoaT\'s: replace them with backbone=dict(_delete_=True, type=\'CoaT\', ...).')
-        if pretrained is not None:
-            if init_cfg is not None:
-                raise ValueError(
-                    f'CoaT got both pretrained={pretrained!r} and init_cfg; set only one of them. '
-                    f'mmseg segmentors pass the config\'s model.pretrained (set by mmseg\'s ResNet '
-                    f'bases) to the backbone: set model.pretrained=None to use init_cfg.')
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        super().__init__(init_cfg=init_cfg)
+        refuse_unexpected('CoaT', unexpected)
+        super().__init__(init_cfg=pretrained_as_init_cfg('CoaT', pretrained, init_cfg))
         self.arch_settings = resolve_arch(arch)
         embed_dims = self.arch_settings['embed_dims']
         serial_depths = self.arch_settings['serial_depths']
@@ -282,17 +270,13 @@ class CoaT(BaseModule):
         num_heads = self.arch_settings['num_heads']
         self.embed_dims = list(embed_dims)
         self.parallel_depth = self.arch_settings['parallel_depth']
-        self.out_indices = _check_out_indices(out_indices)
+        self.out_indices = check_out_indices(out_indices)
         self.out_channels = [embed_dims[i] for i in self.out_indices]
         # Scales after the last returned are not run, unless parallel blocks mix them into it.
         self.num_scales_run = (4 if self.parallel_depth > 0 and self.out_indices[-1] > 0
                                else self.out_indices[-1] + 1)
-        if not (_is_int(frozen_stages) and -1 <= frozen_stages <= 4):
-            raise ValueError(f'frozen_stages={frozen_stages!r} is out of range: use an int, -1 or '
-                             f'0 (none) up to 4 (all scales).')
-        if not (isinstance(drop_path_rate, Real) and 0 <= drop_path_rate < 1):
-            raise ValueError(f'drop_path_rate={drop_path_rate!r}: use a probability in [0, 1), '
-                             f'e.g. 0.1.')
+        check_frozen_stages(frozen_stages, '-1 or 0 (none) up to 4 (all scales)')
+        check_drop_path_rate(drop_path_rate)
         self.frozen_stages = frozen_stages
         self.with_cp = with_cp
 
@@ -332,33 +316,6 @@ class CoaT(BaseModule):
                 nn.init.zeros_(module.bias)
         for i in range(1, 5):
             trunc_normal_(getattr(self, f'cls_token{i}'), std=0.02)
-
-    def init_weights(self) -> None:
-        """Load `init_cfg=dict(type='Pretrained', checkpoint=...)` (alone or in a list) with CoaT's
-        own loader, which understands every checkpoint format CoaT comes in; other init_cfgs go to
-        mmengine first, and the checkpoint overwrites them, as in mmengine."""
-        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
-        pretrained = [cfg for cfg in cfgs if isinstance(cfg, dict)
-                      and cfg.get('type') == 'Pretrained']
-        if not pretrained:
-            super().init_weights()
-            return
-        if len(pretrained) > 1:
-            raise ValueError(f'CoaT init_cfg has {len(pretrained)} Pretrained entries; give one.')
-        others = [cfg for cfg in cfgs if cfg is not pretrained[0]]
-        if others:
-            self.init_cfg = others
-            try:
-                super().init_weights()
-            finally:
-                self.init_cfg = cfgs
-        cfg = pretrained[0]
-        if not cfg.get('checkpoint'):
-            raise ValueError("CoaT init_cfg dict(type='Pretrained') has no checkpoint: add "
-                             "checkpoint='path/to/weights.pth'.")
-        load_coat_checkpoint(self, cfg['checkpoint'], prefix=cfg.get('prefix'),
-                             new_head=cfg.get('new_head', False))
-        self._is_init = True
 
     @property
     def ignored_checkpoint_prefixes(self) -> Tuple[str, ...]:
@@ -404,18 +361,10 @@ class CoaT(BaseModule):
         return modules
 
     def _freeze_stages(self) -> None:
-        for module in self._frozen_modules() + self._idle_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+        freeze(self._frozen_modules() + self._idle_modules())
         for scale in range(1, 5):
             if scale <= self.frozen_stages or scale > self.num_scales_run:
                 getattr(self, f'cls_token{scale}').requires_grad = False
-
-    def train(self, mode: bool = True) -> 'CoaT':
-        super().train(mode)
-        self._freeze_stages()  # keep frozen scales in eval mode (drop path off) after .train()
-        return self
 
     # Forward ------------------------------------------------------------------------------------
     def _run(self, block: nn.Module, *args):
@@ -518,25 +467,6 @@ class CoaTClassifier(CoaT):
         return self.head(self.head_drop(self.forward_features(x)))
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _as_list(values):
-    """numpy arrays and tensors as lists of Python numbers; anything else as it is."""
-    return values.tolist() if hasattr(values, 'tolist') else values
-
-
-def _check_out_indices(out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-    """Validated out_indices, sorted from high to low resolution."""
-    indices = (out_indices, ) if _is_int(out_indices) else _as_list(out_indices)
-    if not (isinstance(indices, Sequence) and indices and len(set(indices)) == len(indices)
-            and all(_is_int(i) and 0 <= i <= 3 for i in indices)):
-        raise ValueError(f'out_indices={out_indices!r} is invalid: give distinct ints from 0-3 '
-                         f'(strides 4, 8, 16, 32), e.g. (0, 1, 2, 3).')
-    return tuple(sorted(int(i) for i in indices))
-
-
 _COAT = dict(serial_depths=(2, 2, 2, 2), parallel_depth=6, num_heads=8, mlp_ratios=(4, 4, 4, 4))
 _LITE = dict(parallel_depth=0, num_heads=8, mlp_ratios=(8, 8, 4, 4))
 
@@ -551,6 +481,9 @@ ARCH_SETTINGS: Dict[str, dict] = {
                         **dict(_LITE, mlp_ratios=(4, 4, 4, 4))),
 }
 _ARCH_KEYS = ('embed_dims', 'serial_depths', 'parallel_depth', 'num_heads', 'mlp_ratios')
+# The official ImageNet-1k weights of each variant, as timm publishes them on the Hugging Face Hub
+# (lite_medium also fine-tuned at 384: hf-hub:timm/coat_lite_medium_384.in1k).
+PRETRAINED: Dict[str, str] = {arch: f'hf-hub:timm/coat_{arch}.in1k' for arch in ARCH_SETTINGS}
 
 
 def resolve_arch(arch: Union[str, dict]) -> dict:
@@ -570,19 +503,19 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     settings = dict(arch)
     # Every scale's modules must take part in the forward: an empty scale would leave its
     # CPE/CRPE without gradients, which DistributedDataParallel refuses by default.
-    for key, wanted, valid in (('embed_dims', 'ints >= 1', lambda v: _is_int(v) and v >= 1),
-                               ('serial_depths', 'ints >= 1', lambda v: _is_int(v) and v >= 1),
+    for key, wanted, valid in (('embed_dims', 'ints >= 1', lambda v: is_int(v) and v >= 1),
+                               ('serial_depths', 'ints >= 1', lambda v: is_int(v) and v >= 1),
                                ('mlp_ratios', 'numbers > 0', lambda v: isinstance(v, Real)
                                 and not isinstance(v, bool) and v > 0)):
-        values = settings[key] = _as_list(settings[key])
+        values = settings[key] = as_list(settings[key])
         if not (isinstance(values, Sequence) and not isinstance(values, str) and len(values) == 4
                 and all(valid(v) for v in values)):
             raise ValueError(f'CoaT arch {key} needs 4 {wanted} (one per scale), got {values!r}.')
-    if not (_is_int(settings['parallel_depth']) and settings['parallel_depth'] >= 0):
+    if not (is_int(settings['parallel_depth']) and settings['parallel_depth'] >= 0):
         raise ValueError(f"CoaT arch parallel_depth needs an int >= 0 (0: Lite), got "
                          f"{settings['parallel_depth']!r}.")
     heads = settings['num_heads']
-    if not (_is_int(heads) and heads == sum(CRPE_WINDOWS.values())):
+    if not (is_int(heads) and heads == sum(CRPE_WINDOWS.values())):
         raise ValueError(f'CoaT arch num_heads={heads!r}: the CRPE windows {CRPE_WINDOWS} split '
                          f'{sum(CRPE_WINDOWS.values())} heads; use num_heads=8.')
     narrow = [(dim, ratio) for dim, ratio in zip(settings['embed_dims'], settings['mlp_ratios'])

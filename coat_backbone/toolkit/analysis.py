@@ -1,4 +1,5 @@
-"""Parameters and multiply-accumulates (MACs) of a CoaT model, per scale, without any data.
+"""Parameters and multiply-accumulates (MACs) of a CoaT or CoAtNet model, per scale, without any
+data.
 
 Why not only mmengine's `FlopAnalyzer` (what mmdet's get_flops runs): its total is the same
 (equal to `paper_macs`, tested), but it runs the real computation and counts per module, and
@@ -17,17 +18,25 @@ device, so no memory or compute is spent, at any input size):
   GMACs include them. Softmax, GELU, residual additions and the CRPE product Q * conv(V) are not
   counted, as in fvcore and `torch.utils.flop_counter`.
 FLOPs = 2 x MACs (one multiply and one add each).
+
+CoAtNet is counted by module names instead (its modules are not shared): the stem, its four stages
+(scale1-4: strides 4-32) and the classifier's head, with convolutions and linear layers as above
+and, per attention, its two matmuls (Q K^T and the weights times V: 2 x tokens x keys x channels,
+over the padded windows in window mode) and the matmuls that resize a bias table to another grid.
+Norms, pooling, softmax and additions are not counted; `norm_resize` stays 0.
 """
 import copy
 import math
 import re
 from dataclasses import dataclass, fields
-from typing import Dict, List
+from functools import partial
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn as nn
 
 from ..models.coat import CoaT, FactorAttnConvRelPosEnc, ParallelBlock, Size, grid_sizes
+from ..models.coatnet import Attention, CoAtNet, Grid, RelPosBias
 
 # GMACs at 224x224 of the ImageNet classifiers, as published in the CoaT paper (Table 2).
 PAPER_GMACS_224: Dict[str, float] = {
@@ -35,6 +44,7 @@ PAPER_GMACS_224: Dict[str, float] = {
     'lite_small': 3.96, 'lite_medium': 9.81}
 
 ROWS = ('scale1', 'scale2', 'scale3', 'scale4', 'shared_mlp', 'head')
+COATNET_ROWS = ('stem', 'scale1', 'scale2', 'scale3', 'scale4', 'head')
 # Parameters named after their scale: `patch_embed2.*`, `serial_blocks3.*`, ...
 _SCALE_PARAM = re.compile(r'^(?:patch_embed|cls_token|cpe|crpe|serial_blocks)(\d)')
 # Parallel-block modules of one scale: `parallel_blocks.0.factoratt_crpe3.*`, ...
@@ -122,12 +132,17 @@ class _Counter:
             self.rows[self._row(tokens.shape[1])].norm_resize += 2 * 4 * image_elements
 
 
-def count_complexity(model: CoaT, input_size: Size, batch_size: int = 1) -> Dict[str, Cost]:
-    """Parameters and operations of `model` on a (batch_size, C, *input_size) input, per row of
-    `ROWS`: the four scales, the MLPs parallel blocks share across scales 2-4 (parameters only;
-    their operations are counted at the scale they run on), and the classification head."""
+def count_complexity(model: Union[CoaT, CoAtNet], input_size: Size,
+                     batch_size: int = 1) -> Dict[str, Cost]:
+    """Parameters and operations of `model` on a (batch_size, C, *input_size) input, per row: for
+    CoaT those of `ROWS` (the four scales, the MLPs parallel blocks share across scales 2-4
+    (parameters only; their operations are counted at the scale they run on), and the
+    classification head); for CoAtNet those of `COATNET_ROWS`."""
+    if isinstance(model, CoAtNet):
+        return _count_coatnet(model, input_size, batch_size)
     if not isinstance(model, CoaT):
-        raise TypeError(f'count_complexity counts CoaT models, got {type(model).__name__}.')
+        raise TypeError(f'count_complexity counts CoaT and CoAtNet models, got '
+                        f'{type(model).__name__}.')
     counter = _Counter(grid_sizes(*input_size))
     for name, param in model.named_parameters():  # shared parameters are listed once
         counter.rows[_param_row(name)].params += param.numel()
@@ -149,3 +164,65 @@ def count_complexity(model: CoaT, input_size: Size, batch_size: int = 1) -> Dict
 def total_cost(rows: Dict[str, Cost]) -> Cost:
     """The sum of all rows."""
     return sum(rows.values(), Cost())
+
+
+def _coatnet_row(name: str) -> str:
+    """The row of a CoAtNet parameter or module: 'stem', 'scale<stage + 1>' or 'head'."""
+    if name.startswith('stem'):
+        return 'stem'
+    match = re.match(r'^stages\.(\d)', name)
+    return f'scale{int(match.group(1)) + 1}' if match else 'head'
+
+
+def _grid_and_windows(size: Grid, window: Optional[Grid]) -> Grid:
+    """(positions per attention, attentions per image) of a map of `size`."""
+    if window is None:
+        return size[0] * size[1], 1
+    windows = math.ceil(size[0] / window[0]) * math.ceil(size[1] / window[1])
+    return window[0] * window[1], windows
+
+
+class _CoAtNetCounter:
+    """Forward hooks adding each call's operations to its module's row."""
+
+    def __init__(self) -> None:
+        self.rows = {row: Cost() for row in COATNET_ROWS}
+
+    def conv(self, row: str, module: nn.Conv2d, inputs: tuple, output: torch.Tensor) -> None:
+        self.rows[row].conv += (output.numel() * module.in_channels // module.groups
+                                * math.prod(module.kernel_size))
+
+    def linear(self, row: str, module: nn.Linear, inputs: tuple, output: torch.Tensor) -> None:
+        self.rows[row].linear += output.numel() * module.in_features
+
+    def attention(self, row: str, module: Attention, inputs: tuple,
+                  output: torch.Tensor) -> None:
+        x = inputs[0]
+        window = inputs[1] if len(inputs) > 1 else None
+        size = tuple(x.shape[2:])
+        positions, windows = _grid_and_windows(size, window)
+        channels = module.num_heads * module.dim_head
+        self.rows[row].attention += 2 * x.shape[0] * windows * positions ** 2 * channels
+        grid = window or size
+        rel_pos = module.rel_pos
+        if isinstance(rel_pos, RelPosBias) and grid != (rel_pos.pretrained_grid, ) * 2:
+            # rows (2H-1, S) @ table (heads, S, S) @ columns.T (S, 2W-1), S = 2 * grid - 1
+            span = 2 * rel_pos.pretrained_grid - 1
+            height, width = 2 * grid[0] - 1, 2 * grid[1] - 1
+            self.rows[row].attention += module.num_heads * height * span * (span + width)
+
+
+def _count_coatnet(model: CoAtNet, input_size: Size, batch_size: int) -> Dict[str, Cost]:
+    counter = _CoAtNetCounter()
+    for name, param in model.named_parameters():
+        counter.rows[_coatnet_row(name)].params += param.numel()
+    meta_model = copy.deepcopy(model).to('meta').eval()
+    hooks = {nn.Conv2d: counter.conv, nn.Linear: counter.linear, Attention: counter.attention}
+    for name, module in meta_model.named_modules():
+        hook = hooks.get(type(module))
+        if hook is not None:
+            module.register_forward_hook(partial(hook, _coatnet_row(name)))
+    in_channels = meta_model.stem.conv1.in_channels
+    with torch.no_grad():
+        meta_model(torch.empty(batch_size, in_channels, *input_size, device='meta'))
+    return counter.rows

@@ -1,8 +1,14 @@
-"""Speed and memory of the CoaT backbone, side by side with timm's CoaT holding the same weights.
+"""Speed and memory of the CoaT and CoAtNet backbones, side by side with timm's models holding the
+same weights.
 
-For every arch and input shape, the reference (timm's `CoaT`, numerically the official model) is
-built from this backbone's own weights and both run the same images. Their float32 features
+For every arch and input shape, the reference (timm's `CoaT`, numerically the official model, or
+timm's CoAtNet built for that input size, its bias tables resized by its `checkpoint_filter_fn`)
+is built from this backbone's own weights and both run the same images. Their float32 features
 are compared first: a speed ratio is reported only where they match (`FEATURE_TOLERANCE`).
+CoAtNet cases also name their attention mode (`Case.attention`): the check compares the global
+mode, the only one timm has, and timm is timed in that mode only; window-mode rows have memory and
+speed but no ratio. `memory_only` measures the peak memory alone (no check, no timing), for
+configurations too large to run twice at once on the machine.
 Each case is then timed per mode (`fwd`: eval and no_grad; `fwd+bwd`: train mode, backward of
 the sum of the four maps' means), precision (`fp32`, or `bf16` / `fp16` autocast) and execution
 (`eager` or `compiled` with `torch.compile`), the implementations taking turns step by step.
@@ -29,38 +35,49 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import timm
 import torch
+import torch._dynamo
 import torch.nn as nn
 from mmengine.logging import print_log
 from timm.models.coat import CoaT as TimmCoaT
-from torch._dynamo.exc import FailOnRecompileLimitHit
+from timm.models.maxxvit import checkpoint_filter_fn as coatnet_filter_fn
 
 from ..models.coat import CoaT, Size
+from ..models.coatnet import CoAtNet
 from .analysis import count_complexity, total_cost
+from .builder import family_of
 
 MODES = ('fwd', 'fwd+bwd')
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 EXECUTIONS = ('eager', 'compiled')
-# `coat_cp` is this backbone with gradient checkpointing (with_cp=True).
+# `coat` is this project's backbone (CoaT or CoAtNet), `coat_cp` the same with gradient
+# checkpointing (with_cp=True).
 IMPLEMENTATIONS = ('coat', 'timm', 'coat_cp')
 # Largest feature difference allowed, relative to the features' magnitude when that exceeds 1:
 # max|coat - timm| <= FEATURE_TOLERANCE * max(1, max|timm|), for each of the four maps.
 FEATURE_TOLERANCE = 1e-5
 # What one configuration may fail with (compilation, an unsupported precision, out of memory, a
 # recompilation past dynamo's limit) without stopping the others.
-STEP_ERRORS = (RuntimeError, torch.OutOfMemoryError, FailOnRecompileLimitHit)
+# What a configuration's step may raise (an out-of-memory error is a RuntimeError); torch 2.1 has
+# no recompile-limit error: there a group relies on the reset alone (it needs at most two graphs
+# per code object, under dynamo's limit of eight).
+_RECOMPILE_LIMIT_HIT = getattr(torch._dynamo.exc, 'FailOnRecompileLimitHit', None)
+STEP_ERRORS = (RuntimeError,) + ((_RECOMPILE_LIMIT_HIT,) if _RECOMPILE_LIMIT_HIT else ())
+_FAIL_ON_RECOMPILE_LIMIT = ({'fail_on_recompile_limit_hit': True} if _RECOMPILE_LIMIT_HIT
+                            else {})
 
 
 @dataclass
 class Case:
-    """One benchmark shape: arch, input size and batch."""
+    """One benchmark shape: arch, input size and batch, and for CoAtNet its attention mode."""
     arch: str
     size: Size
     batch: int
+    attention: str = 'global'
 
 
 @dataclass
@@ -81,6 +98,7 @@ class Result:
     speedup_vs_timm: Optional[float] = None
     memory_vs_coat: Optional[float] = None
     error: Optional[str] = None
+    attention: str = 'global'
 
 
 @dataclass
@@ -102,14 +120,19 @@ class FeatureCheck:
 
 
 class TimmFeatures(nn.Module):
-    """timm's CoaT returning the four NCHW maps, as this backbone does."""
+    """timm's model returning the four NCHW maps (strides 4-32), as this backbone does.
+    `indices`: timm's indices of those maps (CoAtNet's stem is index 0)."""
 
-    def __init__(self, model: TimmCoaT) -> None:
+    def __init__(self, model: nn.Module, indices: Optional[Sequence[int]] = None) -> None:
         super().__init__()
         self.model = model
+        self.indices = indices
 
     def forward(self, images: torch.Tensor) -> List[torch.Tensor]:
-        return self.model.forward_intermediates(images, intermediates_only=True)
+        if self.indices is None:
+            return self.model.forward_intermediates(images, intermediates_only=True)
+        return self.model.forward_intermediates(images, indices=list(self.indices),
+                                                intermediates_only=True)
 
 
 def timm_reference(model: CoaT, size: Size) -> TimmFeatures:
@@ -128,7 +151,23 @@ def timm_reference(model: CoaT, size: Size) -> TimmFeatures:
     return TimmFeatures(reference)
 
 
-def check_features(model: CoaT, reference: nn.Module, images: torch.Tensor,
+def timm_coatnet_reference(model: CoAtNet, size: Size) -> TimmFeatures:
+    """timm's CoAtNet of the same variant built for inputs of `size` (global attention, tables
+    resized by timm's checkpoint_filter_fn), holding `model`'s weights. Variants only: timm has
+    no model for a CoAtNet of other widths."""
+    settings = model.arch_settings
+    reference = timm.create_model(f"{settings['style']}_{settings['img_size']}", img_size=size,
+                                  num_classes=0)
+    missing, unexpected = reference.load_state_dict(
+        coatnet_filter_fn(model.state_dict(), reference), strict=False)
+    # Without classes timm keeps its final norm; the backbone has none.
+    if unexpected or any(not key.startswith('norm.') for key in missing):
+        raise RuntimeError(f'timm CoAtNet does not take the backbone weights: missing {missing}, '
+                           f'unexpected {unexpected}.')
+    return TimmFeatures(reference, indices=(1, 2, 3, 4))
+
+
+def check_features(model: nn.Module, reference: nn.Module, images: torch.Tensor,
                    arch: str) -> FeatureCheck:
     """Compare both models' float32 eval features on `images`."""
     check = FeatureCheck(arch, tuple(images.shape[2:]))
@@ -194,8 +233,7 @@ def _cpu_peak_memory_child(implementation: str, case: Case, mode: str, precision
         raise RuntimeError('glibc refused the malloc settings CPU peak memory needs.')
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = _build(implementation, case.arch, case.size, torch.device('cpu'),
-                   CoaT(case.arch).state_dict())
+    model = _build(implementation, case, torch.device('cpu'), _source(case).state_dict())
     step = make_step(model, torch.randn(case.batch, 3, *case.size), mode, precision)
     step()
     gc.collect()
@@ -275,12 +313,26 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _build(implementation: str, arch: str, size: Size, device: torch.device,
+def _source(case: Case, with_cp: bool = False) -> nn.Module:
+    """This project's backbone of the case, freshly initialised."""
+    if family_of(case.arch) == 'CoAtNet':
+        return CoAtNet(case.arch, attention=case.attention, with_cp=with_cp)
+    if case.attention != 'global':
+        raise ValueError(f"{case.arch} is a CoaT, whose attention has one mode: keep "
+                         f"attention='global'.")
+    return CoaT(case.arch, with_cp=with_cp)
+
+
+def _build(implementation: str, case: Case, device: torch.device,
            weights: Dict[str, torch.Tensor]) -> nn.Module:
-    model = CoaT(arch, with_cp=implementation == 'coat_cp')
-    model.load_state_dict(weights)
     if implementation == 'timm':
-        return timm_reference(model, size).to(device)
+        model = _source(replace(case, attention='global'))
+        model.load_state_dict(weights)
+        reference = (timm_coatnet_reference(model, case.size) if isinstance(model, CoAtNet)
+                     else timm_reference(model, case.size))
+        return reference.to(device)
+    model = _source(case, with_cp=implementation == 'coat_cp')
+    model.load_state_dict(weights)
     return model.to(device)
 
 
@@ -288,37 +340,50 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
                   modes: Sequence[str] = MODES, precisions: Sequence[str] = ('fp32',),
                   executions: Sequence[str] = ('eager',),
                   implementations: Sequence[str] = ('coat', 'timm'),
-                  warmup: int = 1, iters: int = 3, memory: bool = True
-                  ) -> Tuple[List[FeatureCheck], List[Result]]:
+                  warmup: int = 1, iters: int = 3, memory: bool = True,
+                  memory_only: bool = False) -> Tuple[List[FeatureCheck], List[Result]]:
     """Check features, then time every combination; returns the checks and the results.
 
     A configuration that fails (for example out of memory, or a precision the device lacks) is
     kept with its error instead of stopping the run; one whose memory pass fails keeps its timing.
+    timm runs in global attention only: a window-mode case leaves it out. `memory_only`: no check
+    and no timing, only the peak memory of each configuration.
     """
     checks, results = [], []
     if memory and device.type == 'cpu' and not cpu_peak_memory_supported():
         print_log('CPU peak memory needs Linux (/proc/self/clear_refs) and glibc; '
                   'skipping the memory pass.', logger='current', level=logging.WARNING)
         memory = False
+    checked: Dict[Tuple[str, Size], FeatureCheck] = {}
     for case in cases:
         torch.manual_seed(0)
-        source = CoaT(case.arch)
+        source = _source(case)
         weights = source.state_dict()
         images = torch.randn(case.batch, 3, *case.size, device=device)
-        check = check_features(_build('coat', case.arch, case.size, device, weights),
-                               _build('timm', case.arch, case.size, device, weights), images,
-                               case.arch)
-        checks.append(check)
-        print_log(f'{case.arch} {case.size[0]}x{case.size[1]}: features differ from timm by '
-                  f'{check.relative_error:.2e} (relative), '
-                  f"{'match' if check.matches else 'MISMATCH'}", logger='current')
+        key = (case.arch, case.size)
+        if not memory_only and key not in checked:  # global attention: the mode timm has
+            global_case = replace(case, attention='global')
+            checked[key] = check_features(_build('coat', global_case, device, weights),
+                                          _build('timm', global_case, device, weights), images,
+                                          case.arch)
+            checks.append(checked[key])
+            print_log(f'{case.arch} {case.size[0]}x{case.size[1]}: features differ from timm by '
+                      f'{checked[key].relative_error:.2e} (relative), '
+                      f"{'match' if checked[key].matches else 'MISMATCH'}", logger='current')
         forward = total_cost(count_complexity(source, case.size, case.batch)).flops
         for mode, precision, execution in itertools.product(modes, precisions, executions):
-            # checkpointing changes nothing without a backward
+            # checkpointing changes nothing without a backward; timm has global attention only
             group = [Result(case.arch, case.size, case.batch, mode, precision, execution,
-                            implementation, 0.0, 0.0, 0.0)
+                            implementation, 0.0, 0.0, 0.0, attention=case.attention)
                      for implementation in implementations
-                     if not (implementation == 'coat_cp' and mode == 'fwd')]
+                     if not (implementation == 'coat_cp' and mode == 'fwd')
+                     and not (implementation == 'timm' and case.attention != 'global')]
+            if memory_only:
+                for result in group:
+                    _measure_memory(result, _memory_step(result, case, weights, images, device),
+                                    case, device)
+                results += group
+                continue
             steps = _time_interleaved(group, case, device, weights, images,
                                       forward * STEP_FLOPS_PER_FORWARD[mode], warmup, iters)
             results += group
@@ -330,7 +395,7 @@ def run_benchmark(cases: Sequence[Case], device: torch.device,
     return checks, results
 
 
-@torch._dynamo.config.patch(fail_on_recompile_limit_hit=True)
+@torch._dynamo.config.patch(**_FAIL_ON_RECOMPILE_LIMIT)
 def _time_interleaved(group: List[Result], case: Case, device: torch.device,
                       weights: Dict[str, torch.Tensor], images: torch.Tensor, flops: float,
                       warmup: int, iters: int) -> Dict[str, Callable]:
@@ -351,7 +416,7 @@ def _time_interleaved(group: List[Result], case: Case, device: torch.device,
         torch._dynamo.reset()
     for name, result in results.items():
         try:
-            model = _build(name, case.arch, case.size, device, weights)
+            model = _build(name, case, device, weights)
             if result.execution == 'compiled':
                 model = torch.compile(model)
             step = make_step(model, images, result.mode, result.precision)
@@ -381,14 +446,29 @@ def _time_interleaved(group: List[Result], case: Case, device: torch.device,
     return steps
 
 
-def _measure_memory(result: Result, step: Callable, case: Case, device: torch.device) -> None:
+def _memory_step(result: Result, case: Case, weights: Dict[str, torch.Tensor],
+                 images: torch.Tensor, device: torch.device) -> Optional[Callable]:
+    """The step whose memory a memory-only run measures: on CUDA one built here, on CPU none (a
+    fresh process builds its own)."""
+    if device.type != 'cuda':
+        return None
+    step = make_step(_build(result.implementation, case, device, weights), images, result.mode,
+                     result.precision)
+    step()  # one-time caches first, as in a timed run
+    return step
+
+
+def _measure_memory(result: Result, step: Optional[Callable], case: Case,
+                    device: torch.device) -> None:
     """Fill in the peak memory of a timed configuration; a failure (out of memory, a crashed
     measuring process) leaves it unmeasured with a warning and keeps the timing."""
     try:
         result.peak_memory_mib = (
             cuda_peak_memory(step, device) if device.type == 'cuda' else
             cpu_peak_memory(result.implementation, case, result.mode, result.precision))
-    except (RuntimeError, torch.OutOfMemoryError, BrokenProcessPool) as error:
+        print_log(f'{_label(result)}: peak memory {result.peak_memory_mib:.0f} MiB',
+                  logger='current')
+    except (RuntimeError, BrokenProcessPool) as error:
         print_log(f'{_label(result)}: peak memory not measured ({_describe(error)})',
                   logger='current', level=logging.WARNING)
 
@@ -404,12 +484,12 @@ def _describe(error: Exception) -> str:
 
 
 def profile_step(arch: str, size: Size, batch: int, mode: str, device: torch.device,
-                 rows: int = 15) -> str:
+                 rows: int = 15, attention: str = 'global') -> str:
     """torch.profiler's table of the operators taking the most self time in one step of this
     backbone (after one warm-up step): where the time goes."""
     torch.manual_seed(0)
-    step = make_step(CoaT(arch).to(device), torch.randn(batch, 3, *size, device=device), mode,
-                     'fp32')
+    model = _source(Case(arch, size, batch, attention)).to(device)
+    step = make_step(model, torch.randn(batch, 3, *size, device=device), mode, 'fp32')
     step()
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == 'cuda':
@@ -422,18 +502,19 @@ def profile_step(arch: str, size: Size, batch: int, mode: str, device: torch.dev
 
 
 def _label(result: Result) -> str:
-    return (f'{result.arch} {result.size[0]}x{result.size[1]} b{result.batch} {result.mode} '
-            f'{result.precision} {result.execution} {result.implementation}')
+    attention = '' if result.attention == 'global' else f' {result.attention}'
+    return (f'{result.arch}{attention} {result.size[0]}x{result.size[1]} b{result.batch} '
+            f'{result.mode} {result.precision} {result.execution} {result.implementation}')
 
 
 def _compare(results: List[Result], checks: List[FeatureCheck]) -> None:
     """Speed ratios against timm where the features matched; checkpointing memory ratios."""
     matched = {(check.arch, check.size) for check in checks if check.matches}
-    index = {(r.arch, r.size, r.batch, r.mode, r.precision, r.execution, r.implementation): r
-             for r in results if r.error is None}
+    index = {(r.arch, r.size, r.batch, r.attention, r.mode, r.precision, r.execution,
+              r.implementation): r for r in results if r.error is None}
     for result in results:
-        key = (result.arch, result.size, result.batch, result.mode, result.precision,
-               result.execution)
+        key = (result.arch, result.size, result.batch, result.attention, result.mode,
+               result.precision, result.execution)
         timm_result = index.get(key + ('timm',))
         if (result.implementation != 'timm' and timm_result is not None
                 and result.error is None and (result.arch, result.size) in matched):
@@ -446,17 +527,21 @@ def _compare(results: List[Result], checks: List[FeatureCheck]) -> None:
 
 def format_table(results: Sequence[Result]) -> str:
     """A plain-text table, one row per result."""
-    header = ('arch', 'input', 'mode', 'prec', 'exec', 'impl', 'img/s', 'ms', 'TFLOP/s',
-              'peak MiB', 'vs timm', 'mem vs coat')
+    header = ('arch', 'input', 'attention', 'mode', 'prec', 'exec', 'impl', 'img/s', 'ms',
+              'TFLOP/s', 'peak MiB', 'vs timm', 'mem vs coat')
     rows = [header]
     for r in results:
         if r.error is not None:
-            rows.append((r.arch, f'{r.batch}x{r.size[0]}x{r.size[1]}', r.mode, r.precision,
-                         r.execution, r.implementation, 'error', r.error[:40], '', '', '', ''))
+            rows.append((r.arch, f'{r.batch}x{r.size[0]}x{r.size[1]}', r.attention, r.mode,
+                         r.precision, r.execution, r.implementation, 'error', r.error[:40], '',
+                         '', '', ''))
             continue
-        rows.append((r.arch, f'{r.batch}x{r.size[0]}x{r.size[1]}', r.mode, r.precision,
-                     r.execution, r.implementation, f'{r.images_per_s:.2f}', f'{r.step_ms:.1f}',
-                     f'{r.tflops_per_s:.3f}',
+        timed = r.step_ms > 0  # a memory-only run has no timing
+        rows.append((r.arch, f'{r.batch}x{r.size[0]}x{r.size[1]}', r.attention, r.mode,
+                     r.precision, r.execution, r.implementation,
+                     f'{r.images_per_s:.2f}' if timed else '-',
+                     f'{r.step_ms:.1f}' if timed else '-',
+                     f'{r.tflops_per_s:.3f}' if timed else '-',
                      '-' if r.peak_memory_mib is None else f'{r.peak_memory_mib:.0f}',
                      '-' if r.speedup_vs_timm is None else f'{r.speedup_vs_timm:.2f}x',
                      '-' if r.memory_vs_coat is None else f'{r.memory_vs_coat:.0%}'))

@@ -1,8 +1,10 @@
 """Models as the command-line tools take them: a variant name, a checkpoint (whose variant is read
-from its weights) or a detection / segmentation config (its backbone only)."""
+from its weights) or a detection / segmentation config (its backbone only).
+
+CoaT is every tool's; a tool that also takes CoAtNet says so with `families`."""
 import argparse
 import ast
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from mmengine.config import Config
 from mmengine.registry import MODELS
@@ -10,6 +12,18 @@ from mmengine.registry import MODELS
 from ..checkpoint import (CheckpointError, StateDict, extract_state_dict, load_coat_checkpoint,
                           load_matched, read_checkpoint)
 from ..models.coat import CoaT, CoaTClassifier, arch_of, grid_sizes
+from ..models.coatnet import CoAtNet, CoAtNetClassifier
+
+# The backbone and classifier of each family, by the backbone's registered name.
+BACKBONES: Dict[str, Tuple[type, type]] = {'CoaT': (CoaT, CoaTClassifier),
+                                           'CoAtNet': (CoAtNet, CoAtNetClassifier)}
+
+
+def family_of(arch: Union[str, dict]) -> str:
+    """'CoAtNet' for a timm CoAtNet name (coatnet_...) or a dict with a `style`, else 'CoaT'."""
+    if isinstance(arch, str):
+        return 'CoAtNet' if arch.startswith('coatnet') else 'CoaT'
+    return 'CoAtNet' if isinstance(arch, dict) and 'style' in arch else 'CoaT'
 
 
 def parse_arch(text: str) -> Union[str, dict]:
@@ -40,22 +54,26 @@ def input_size(sides: Optional[Sequence[int]], classifier: bool,
     return size
 
 
-def backbone_from_config(config: str) -> CoaT:
-    """The CoaT of `config`'s `model.backbone`, without its pretrained weights (init_cfg and
-    pretrained removed): what a detector or segmentor built from the config runs."""
+def backbone_from_config(config: str, families: Sequence[str] = ('CoaT', )) -> CoaT:
+    """The backbone of `config`'s `model.backbone` (of one of `families`), without its pretrained
+    weights (init_cfg and pretrained removed): what a detector or segmentor built from the config
+    runs."""
     cfg = Config.fromfile(config)
     backbone = cfg.get('model', {}).get('backbone')
+    wanted = ' or '.join(families)
     if backbone is None:
         raise ValueError(f'{config} has no model.backbone; give a detection or segmentation '
-                         f'config with a CoaT backbone.')
+                         f'config with a {wanted} backbone.')
     backbone = backbone.copy()
-    if str(backbone.get('type', '')).endswith('CoaTClassifier'):
-        arch = backbone.get('arch')
-        raise ValueError(f"{config} is an ImageNet classifier's config (CoaTClassifier); give "
-                         f"its arch instead: --arch {repr(arch) if arch else 'NAME'}, with "
-                         f"--classifier to count or export the classifier.")
-    if not str(backbone.get('type', '')).endswith('CoaT'):
-        raise ValueError(f"{config}'s backbone is {backbone.get('type')!r}, not CoaT.")
+    kind = str(backbone.get('type', ''))
+    for family in families:
+        if kind.endswith(f'{family}Classifier'):
+            arch = backbone.get('arch')
+            raise ValueError(f"{config} is an ImageNet classifier's config ({family}Classifier); "
+                             f"give its arch instead: --arch {repr(arch) if arch else 'NAME'}, "
+                             f"with --classifier to count or export the classifier.")
+    if not any(kind.endswith(family) for family in families):
+        raise ValueError(f"{config}'s backbone is {backbone.get('type')!r}, not {wanted}.")
     backbone.pop('init_cfg', None)
     backbone.pop('pretrained', None)
     return MODELS.build(backbone)
@@ -84,8 +102,10 @@ def model_from_state_dict(state_dict: StateDict, source: str,
 
 
 def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[str] = None,
-                config: Optional[str] = None, classifier: bool = False) -> CoaT:
-    """A CoaT backbone (or, with `classifier`, a CoaTClassifier), in eval mode.
+                config: Optional[str] = None, classifier: bool = False,
+                families: Sequence[str] = ('CoaT', )) -> CoaT:
+    """A CoaT backbone (or, with `classifier`, a CoaTClassifier), in eval mode; a CoAtNet one
+    from an arch or config too where `families` names it.
 
     Exactly one of `arch`, `config` and `checkpoint` decides the architecture; a checkpoint's
     arch is read from its weights unless `arch` or `config` is given. The checkpoint's
@@ -96,7 +116,7 @@ def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[st
         if arch is not None or classifier:
             raise ValueError('A config gives the backbone; do not combine it with an arch or '
                              'the classifier.')
-        model = backbone_from_config(config)
+        model = backbone_from_config(config, families)
         if checkpoint is not None:
             load_coat_checkpoint(model, checkpoint)
     elif checkpoint is not None:
@@ -104,7 +124,9 @@ def build_model(arch: Optional[Union[str, dict]] = None, checkpoint: Optional[st
                                                    source=checkpoint)
         model = model_from_state_dict(state_dict, f'{checkpoint} ({unwrapped})', arch, classifier)
     elif arch is not None:
-        model = CoaTClassifier(arch) if classifier else CoaT(arch)
+        family = family_of(arch) if family_of(arch) in families else 'CoaT'
+        backbone_class, classifier_class = BACKBONES[family]
+        model = classifier_class(arch) if classifier else backbone_class(arch)
     else:
         raise ValueError('Give an arch, a checkpoint or a config.')
     return model.eval()
