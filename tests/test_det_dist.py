@@ -51,3 +51,16 @@ def test_killed_run_resumes_where_its_last_checkpoint_left_off(coco_shapes, tmp_
     steps = {int(state['step']) for state in final['optimizer']['state'].values()}
     assert max(steps) == 8
     assert final['optimizer']['state'][0]['step'] == 8
+
+
+def test_a_finished_run_destroys_its_process_group(tmp_path):
+    # Left to interpreter exit, gloo's threads can abort a rank whose work is done (SIGABRT).
+    import torch.distributed as dist
+
+    from coat_backbone.engine.runtime import end_process_group
+
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+                            world_size=1)
+    end_process_group()
+    assert not dist.is_initialized()
+    end_process_group()  # without a group: nothing to do

@@ -16,8 +16,8 @@ from ..checkpoint import CheckpointError
 from ..toolkit.outputs import check_writable_folder
 from .runtime import (adapt_to_machine, build_runner, check_neck_fits_backbone,
                       check_weights_to_load, check_work_dir, default_work_dir, enable_amp,
-                      enable_auto_scale_lr, load_config, refuse_to_overwrite_a_run,
-                      set_local_rank, set_resume)
+                      enable_auto_scale_lr, end_process_group, load_config,
+                      refuse_to_overwrite_a_run, set_local_rank, set_resume)
 
 LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
 
@@ -93,6 +93,7 @@ def train_main(argv: Optional[List[str]] = None) -> None:
     runner = build_runner(cfg)
     with refusals_as_usage_errors(parser, (CheckpointError,)):
         runner.train()
+    end_process_group()
 
 
 def _dump_results(cfg: Config, out: str, force: bool) -> None:
@@ -182,3 +183,4 @@ def test_main(argv: Optional[List[str]] = None) -> None:
     runner = build_runner(cfg)
     with refusals_as_usage_errors(parser, (CheckpointError,)):
         runner.test()
+    end_process_group()

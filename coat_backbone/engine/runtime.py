@@ -348,6 +348,15 @@ def adapt_to_machine(cfg: Config) -> None:
                   f'statistics).', logger='current', level=logging.WARNING)
 
 
+def end_process_group() -> None:
+    """Destroy the process group of a run that ended well. Left to interpreter exit, gloo's
+    worker threads can abort a rank after its work is done ('terminate called without an active
+    exception', SIGABRT; pytorch/pytorch#190489). Not after an error: a rank still waiting in a
+    collective would hang in the teardown."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def build_runner(cfg: Config) -> Runner:
     """The config's own runner type if it names one, else mmengine's `Runner`."""
     if 'runner_type' in cfg:

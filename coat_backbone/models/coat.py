@@ -432,7 +432,7 @@ class CoaTClassifier(CoaT):
         if 'out_indices' in kwargs:
             raise TypeError('CoaTClassifier takes no out_indices: its head reads the class tokens '
                             'of the last scales. Use type=\'CoaT\' for feature maps.')
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        if not is_int(num_classes) or num_classes < 1:
             raise ValueError(f'num_classes={num_classes!r}: the head needs at least one class. For '
                              f'features without a head, use the backbone, CoaT.')
         super().__init__(arch=arch, **kwargs)
