@@ -349,11 +349,15 @@ def adapt_to_machine(cfg: Config) -> None:
 
 
 def end_process_group() -> None:
-    """Destroy the process group of a run that ended well. Left to interpreter exit, gloo's
-    worker threads can abort a rank after its work is done ('terminate called without an active
-    exception', SIGABRT; pytorch/pytorch#190489). Not after an error: a rank still waiting in a
-    collective would hang in the teardown."""
+    """End the process group of a run that ended well, while Python is fully alive. gloo's worker
+    threads free each finished collective, which needs the GIL for its tensors; one still doing so
+    when the interpreter finalises aborts the rank after its work is done ('terminate called
+    without an active exception', SIGABRT; seen after the evaluator's last broadcast, cf.
+    pytorch/pytorch#179291). The barrier waits for every rank's pending collectives, with the GIL
+    released, so the workers finish theirs first. Not after an error: a rank still waiting in a
+    collective would hang here."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
